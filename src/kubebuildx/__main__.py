@@ -1,0 +1,3 @@
+from kubebuildx.cli import main
+
+raise SystemExit(main())

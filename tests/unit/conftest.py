@@ -1,0 +1,24 @@
+"""Unit tests never start a process or open a socket: a guard makes any attempt fail loudly."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+
+class UnitTestIsolationError(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_processes_or_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise UnitTestIsolationError("unit tests must not start processes or open sockets")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    yield
