@@ -1,0 +1,83 @@
+"""Artifact names and the paths inside an artifact: the official client's rules.
+
+The character tables are those of actions/toolkit
+``packages/artifact/src/internal/upload/path-and-artifact-name-validation.ts``;
+the service rejects the same characters, so we refuse them before any request.
+Per-platform names (``<name>-<os>-<arch>[-<variant>]``) are ours: a matrix job
+that builds one platform and a single job that builds them all upload the same
+names.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kubebuildx.errors import InputError
+
+# Characters that NTFS and friends cannot hold: refused in names and in paths.
+INVALID_PATH_CHARACTERS: dict[str, str] = {
+    '"': 'Double quote "',
+    ":": "Colon :",
+    "<": "Less than <",
+    ">": "Greater than >",
+    "|": "Vertical bar |",
+    "*": "Asterisk *",
+    "?": "Question mark ?",
+    "\r": "Carriage return \\r",
+    "\n": "Line feed \\n",
+}
+
+# A name also may not hold a path separator.
+INVALID_NAME_CHARACTERS: dict[str, str] = {
+    **INVALID_PATH_CHARACTERS,
+    "\\": "Backslash \\",
+    "/": "Forward slash /",
+}
+
+# Output folders as buildx writes them with platform-split: linux_amd64, linux_arm_v7.
+_PLATFORM_DIR = re.compile(
+    r"^(?P<os>linux|windows|darwin|freebsd|netbsd|openbsd|illumos|solaris|aix|wasip1|js)"
+    r"_(?P<arch>[a-z0-9]+)(?:_(?P<variant>[a-z0-9]+))?$"
+)
+
+
+def validate_artifact_name(name: str) -> None:
+    """Raise InputError naming the offending character, as the official client does."""
+    if not name:
+        raise InputError(
+            "The artifact name is empty.",
+            hint="set artifact-name (or --name) to a non-empty value",
+        )
+    for char, label in INVALID_NAME_CHARACTERS.items():
+        if char in name:
+            allowed = ", ".join(INVALID_NAME_CHARACTERS.values())
+            raise InputError(
+                f"The artifact name is not valid: {name!r} contains {label}. "
+                f"These characters are not allowed in artifact names: {allowed} "
+                "(some file systems, such as NTFS, cannot hold them).",
+                hint="choose a name without these characters",
+            )
+
+
+def validate_file_path(path: str) -> None:
+    """A path inside the artifact: the same table without the separators."""
+    for char, label in INVALID_PATH_CHARACTERS.items():
+        if char in path:
+            raise InputError(
+                f"The path of a file to upload is not valid: {path!r} contains {label}. "
+                "Artifacts cannot hold such paths because some file systems, such as NTFS, cannot.",
+                hint="rename the file, or leave it out of the uploaded folder",
+            )
+
+
+def platform_from_dirname(dirname: str) -> str | None:
+    """``linux_arm_v7`` -> ``linux/arm/v7``; None for a folder that is not a platform."""
+    match = _PLATFORM_DIR.match(dirname)
+    if match is None:
+        return None
+    return "/".join(part for part in match.group("os", "arch", "variant") if part)
+
+
+def platform_artifact_name(base: str, platform: str) -> str:
+    """``("app", "linux/arm/v7")`` -> ``app-linux-arm-v7``."""
+    return f"{base}-{platform.replace('/', '-')}"
