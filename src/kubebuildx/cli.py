@@ -1,33 +1,204 @@
 """The ``kubebuildx`` command: one entry point for the CLI and the action.
 
-``main`` is the only place that catches our errors: it prints them as an
-annotation, adds them to the step summary and exits with the error's code.
+Every build input is also a flag of the same name (``--build-args``,
+``--driver-opts``...; list flags may repeat), so the CLI and the action share
+one parser of inputs. ``main`` is the only place that catches our errors: it
+prints them as an annotation, adds them to the step summary and exits with the
+error's code.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
 
 from kubebuildx import __version__, runner
-from kubebuildx.errors import KubebuildxError
+from kubebuildx.errors import InputError, KubebuildxError
+from kubebuildx.inputs import INPUTS, parse_inputs
+
+_COMMON = {
+    "kubeconfig",
+    "kube-context",
+    "namespace",
+    "builder",
+    "platforms",
+    "driver-opts",
+    "buildkitd-flags",
+    "buildkitd-config",
+    "buildkitd-config-inline",
+    "cleanup",
+    "qemu-fallback",
+}
+
+
+def _add_input_flags(parser: argparse.ArgumentParser, names: set[str] | None = None) -> None:
+    for spec in INPUTS:
+        if names is not None and spec.name not in names:
+            continue
+        if spec.name == "context":
+            continue
+        if spec.name == "kubeconfig":
+            parser.add_argument(
+                "--kubeconfig",
+                metavar="PATH",
+                help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)",
+            )
+            continue
+        kwargs: dict[str, object] = {"dest": "input_" + spec.name, "help": spec.description}
+        if spec.kind == "list":
+            kwargs.update(action="append", metavar="VALUE")
+        elif spec.kind == "bool":
+            kwargs.update(nargs="?", const="true", metavar="true|false")
+        else:
+            kwargs.update(metavar="VALUE")
+        parser.add_argument(f"--{spec.name}", **kwargs)  # type: ignore[arg-type]
+
+
+def _kubeconfig_text(path: str | None) -> str:
+    """The CLI's kubeconfig: a file path, $KUBECONFIG, ~/.kube/config; empty means in-cluster."""
+    candidates = (
+        [path]
+        if path
+        else [*os.environ.get("KUBECONFIG", "").split(os.pathsep), str(Path.home() / ".kube" / "config")]
+    )
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            text = Path(candidate).read_text()
+            runner.mask(text.strip())
+            return text
+        if path:
+            raise InputError(f"kubeconfig file {path!r} does not exist")
+    return ""
+
+
+def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
+    raw: dict[str, str] = {}
+    for spec in INPUTS:
+        value = getattr(args, "input_" + spec.name, None)
+        if value is None:
+            continue
+        raw[spec.name] = "\n".join(value) if isinstance(value, list) else str(value)
+    raw["kubeconfig"] = _kubeconfig_text(getattr(args, "kubeconfig", None))
+    if getattr(args, "context", None):
+        raw["context"] = args.context
+    return raw
+
+
+def _cmd_preflight(args: argparse.Namespace) -> int:
+    from kubebuildx import pipeline
+
+    run = pipeline.start(parse_inputs(raw_from_args(args)))
+    try:
+        pipeline.connect(run)
+        pipeline.check(run)
+    finally:
+        pipeline.cleanup(run.store, "", run.workdir, False)
+    return 0
+
+
+def _cmd_instance(args: argparse.Namespace) -> int:
+    from kubebuildx import instance, pipeline
+
+    run = pipeline.start(parse_inputs(raw_from_args(args)))
+    try:
+        pipeline.connect(run)
+        native, emulated = pipeline.check(run)
+        spec = pipeline.materialize(run, native, emulated)
+        assert run.kubeconfig_path is not None
+        ref = args.kubeconfig_ref
+        if ref is None:  # keep a private copy next to buildx's store, where the instance points
+            kept = run.store / "kubebuildx" / f"{spec.name}.kubeconfig"
+            instance.atomic_write(kept, run.kubeconfig_path.read_text())
+            ref = str(kept)
+        text = instance.instance_json(spec, ref)
+        instance.write(spec, ref, run.store)
+        if args.print:
+            sys.stdout.write(text + "\n")
+        if args.configmap:
+            from kubebuildx import configmap
+
+            assert run.config is not None
+            configmap.store(run.api, run.config.server, run.namespace, args.configmap, spec.name, text)
+            runner.info(f"stored the instance in ConfigMap {run.namespace}/{args.configmap} (key: data)")
+    finally:
+        pipeline.cleanup(run.store, "", run.workdir, False)
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from kubebuildx import pipeline
+
+    return pipeline.build_all(parse_inputs(raw_from_args(args)))
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from kubebuildx import instance, pipeline
+
+    pipeline.cleanup(instance.buildx_dir(), args.name, None, True)
+    return 0
+
+
+def _cmd_action(args: argparse.Namespace) -> int:
+    from kubebuildx import action
+
+    return action.post() if args.post else action.main()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubebuildx",
-        description="Native multi-platform builds on your own Kubernetes cluster.",
+        description="Native multi-platform builds on your own Kubernetes cluster, with buildx and BuildKit.",
     )
     parser.add_argument("--version", action="version", version=f"kubebuildx {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("preflight", help="check the cluster can build every platform natively")
+    _add_input_flags(p, _COMMON)
+    p.set_defaults(func=_cmd_preflight)
+
+    p = sub.add_parser(
+        "instance", help="write buildx's instance file for the builder (and optionally a ConfigMap)"
+    )
+    _add_input_flags(p, _COMMON)
+    p.add_argument("--print", action="store_true", help="also print the instance JSON")
+    p.add_argument("--configmap", metavar="NAME", help="also store it in this ConfigMap (key: data)")
+    p.add_argument(
+        "--kubeconfig-ref",
+        metavar="PATH",
+        help="kubeconfig path the instance points to (empty string: in-cluster, for CI pods)",
+    )
+    p.set_defaults(func=_cmd_instance)
+
+    p = sub.add_parser("build", help="preflight, boot, build every platform natively, outputs and summary")
+    p.add_argument("context", nargs="?", default=".", help="build context (default: .)")
+    _add_input_flags(p)
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("cleanup", help="remove a builder and its Deployments")
+    p.add_argument("name", help="builder name")
+    p.set_defaults(func=_cmd_cleanup)
+
+    p = sub.add_parser("action", help="the container action's entrypoint (reads INPUT_* variables)")
+    p.add_argument("--post", action="store_true", help="the post step: cleanup")
+    p.set_defaults(func=_cmd_action)
+
     from kubebuildx.artifacts import cli as artifacts_cli
 
     artifacts_cli.add_parser(sub)
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # a cancelled job: unwind, so cleanup and outputs still run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -127,7 +127,15 @@ def stream(
 
     reader = threading.Thread(target=pump_stderr, daemon=True)
     reader.start()
-    for line in proc.stdout:
-        on_stdout(line.rstrip("\n"))
-    reader.join()
-    return proc.wait()
+    try:
+        for line in proc.stdout:
+            on_stdout(line.rstrip("\n"))
+        reader.join()
+        return proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted or cancelled: do not leave the tool running
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -1,0 +1,55 @@
+"""The container action's entrypoints.
+
+``kubebuildx action`` reads the ``INPUT_*`` variables exactly as a runner
+passes them to a container action (upper-cased name, hyphens kept: INPUT_BUILD-ARGS)
+and runs the same pipeline as the CLI. ``kubebuildx action --post`` is the
+post-entrypoint: it reads the state the main step saved and cleans up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from kubebuildx import pipeline, runner
+from kubebuildx.inputs import INPUTS, parse_inputs
+
+
+def raw_inputs(env: Mapping[str, str]) -> dict[str, str]:
+    """Our inputs from the environment; absent ones keep their defaults."""
+    out = {}
+    for spec in INPUTS:
+        key = "INPUT_" + spec.name.replace(" ", "_").upper()
+        if key in env:
+            out[spec.name] = env[key]
+    return out
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ) if env is None else dict(env)
+    with runner.group("Reading inputs"):
+        secret = env.get("INPUT_KUBECONFIG", "")
+        runner.mask(secret.strip())
+        inputs = parse_inputs(raw_inputs(env))
+        runner.info(
+            f"platforms: {', '.join(map(str, inputs.platforms)) or '(all the cluster serves natively)'}"
+        )
+    return pipeline.build_all(inputs, env, post_cleanup=True)
+
+
+def post(env: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ) if env is None else dict(env)
+    name = runner.get_state("builder")
+    store = runner.get_state("store")
+    workdir = runner.get_state("workdir")
+    if not (name or workdir):
+        runner.info("nothing to clean up")
+        return 0
+    pipeline.cleanup(
+        Path(store) if store else Path(),
+        name,
+        Path(workdir) if workdir else None,
+        runner.get_state("cleanup") != "false",
+    )
+    return 0

@@ -1,0 +1,174 @@
+"""Bootstrap: boot the builder, explain pods that do not start, and check
+that each node's BuildKit serves the platform it was meant for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubebuildx import platforms as plat
+from kubebuildx.builder import BuilderSpec
+from kubebuildx.errors import BootstrapError, InputError
+from kubebuildx.platforms import Platform
+
+
+@dataclass(frozen=True)
+class InspectedNode:
+    name: str
+    endpoint: str = ""
+    status: str = ""
+    error: str = ""
+    buildkit: str = ""
+    platforms: tuple[str, ...] = ()  # as printed: configured ones end with "*"
+
+
+@dataclass(frozen=True)
+class Inspected:
+    name: str
+    driver: str
+    error: str
+    nodes: tuple[InspectedNode, ...]
+
+
+_LINE = re.compile(r"^(?P<key>[A-Za-z][A-Za-z ]*?):\s*(?P<value>.*)$")
+
+
+def parse_inspect(text: str) -> Inspected:
+    """Parse ``buildx inspect`` (tabwriter text), as docker/actions-toolkit's
+    Builder.parseInspect does: top-level keys, then one block per node."""
+    top: dict[str, str] = {}
+    nodes: list[dict[str, str]] = []
+    in_nodes = False
+    for raw in text.splitlines():
+        if raw.startswith(("\t", " ")) or not raw.strip():
+            continue  # labels, GC policy, features: nested detail we do not need
+        match = _LINE.match(raw.strip())
+        if not match:
+            continue
+        key, value = match["key"], match["value"].strip()
+        if key == "Nodes":
+            in_nodes = True
+            continue
+        if in_nodes:
+            if key == "Name":
+                nodes.append({})
+            if nodes:
+                nodes[-1][key] = value
+        else:
+            top[key] = value
+    return Inspected(
+        top.get("Name", ""),
+        top.get("Driver", ""),
+        top.get("Error", ""),
+        tuple(
+            InspectedNode(
+                n.get("Name", ""),
+                n.get("Endpoint", ""),
+                n.get("Status", ""),
+                n.get("Error", ""),
+                n.get("BuildKit version", n.get("Buildkit", "")),
+                tuple(p.strip() for p in n.get("Platforms", "").split(",") if p.strip()),
+            )
+            for n in nodes
+        ),
+    )
+
+
+def reported_native(node: InspectedNode) -> Platform | None:
+    """The platform BuildKit lists first: its own CPU (worker platforms are native first)."""
+    for item in node.platforms:
+        with contextlib.suppress(InputError):  # an unknown platform string tells us nothing
+            return plat.parse(item.rstrip("*"))
+    return None
+
+
+def check_native(spec: BuilderSpec, probe: Inspected, pod_nodes: Mapping[str, str]) -> None:
+    """Each node's BuildKit must run on the CPU it was meant for.
+
+    ``probe`` is ``buildx inspect`` of the same nodes with no configured
+    platforms, so what it lists is what BuildKit reports. A node labelled
+    arm64 whose BuildKit reports amd64 is mislabelled: the build would be
+    emulated, or fail.
+    """
+    by_name = {n.name: n for n in probe.nodes}
+    problems = []
+    for node in spec.nodes:
+        want = node.emulated_on or node.platform
+        seen = by_name.get(node.name)
+        got = reported_native(seen) if seen else None
+        if got is None or not got.same_cpu(want):
+            where = pod_nodes.get(node.name, "?")
+            problems.append(
+                f"{node.name} (for {node.platform}) runs on Kubernetes node {where}, "
+                f"whose BuildKit reports {', '.join(seen.platforms) if seen and seen.platforms else 'nothing'}"  # noqa: E501
+            )
+    if problems:
+        raise BootstrapError(
+            "a builder node does not run on the CPU its labels promise:\n  " + "\n  ".join(problems),
+            hint="fix the node's kubernetes.io/arch label (kubectl label node NODE kubernetes.io/arch=ARCH "
+            "--overwrite), or cordon it",
+        )
+
+
+def diagnose(
+    pods: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]], deployment: str
+) -> list[str]:
+    """Why a builder's pods are not ready, from the pods and their events."""
+    reasons: list[str] = []
+    if not pods:
+        reasons.append(f"{deployment}: no pod was created")
+    for pod in pods:
+        name = pod.get("metadata", {}).get("name", "?")
+        status = pod.get("status", {})
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                reasons.append(
+                    f"{name}: {cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}".rstrip()
+                )
+        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
+                reasons.append(
+                    f"{name}: {cs.get('name')}: {waiting['reason']}: {waiting.get('message', '')}".rstrip(
+                        ": "
+                    )
+                )
+            term = (cs.get("lastState") or {}).get("terminated") or {}
+            if term:
+                reasons.append(
+                    f"{name}: {cs.get('name')} exited {term.get('exitCode')} ({term.get('reason', '')})"
+                )
+    for ev in events:
+        obj = ev.get("involvedObject", {}).get("name", "")
+        if ev.get("type") == "Warning" and obj.startswith(deployment):
+            line = f"{obj}: {ev.get('reason', '')}: {ev.get('message', '')}"
+            if line not in reasons:
+                reasons.append(line)
+    return reasons
+
+
+def hint_for(reasons: Sequence[str]) -> str:
+    text = " ".join(reasons)
+    if "taint" in text:
+        return "tolerate the taint with driver-opts tolerations=..., or remove it from the node"
+    if "node affinity/selector" in text or "didn't match" in text:
+        return (
+            "no node matches the node selector: check the nodes' kubernetes.io/arch labels "
+            "and driver-opts nodeselector"
+        )
+    if "Insufficient" in text:
+        return "lower driver-opts requests.cpu / requests.memory, or add capacity"
+    if "ImagePull" in text or "ErrImage" in text:
+        return "the BuildKit image cannot be pulled: check driver-opts image and the nodes' registry access"
+    if "CrashLoopBackOff" in text or "exited" in text:
+        return "BuildKit crashes: it needs privileged pods (or rootless=true); read the pod's logs"
+    if "forbidden" in text or "PodSecurity" in text:
+        return (
+            "the namespace's PodSecurity level forbids privileged pods: label it "
+            "pod-security.kubernetes.io/enforce=privileged, or use driver-opts rootless=true"
+        )
+    return "read the pods' events: kubectl describe pods -n NAMESPACE -l app=NODE"

@@ -1,0 +1,152 @@
+"""From inputs to the one ``buildx build`` argv. Pure: secrets arrive as
+files already written by the pipeline, paths are given."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubebuildx import platforms as plat
+from kubebuildx.errors import InputError
+from kubebuildx.inputs import Inputs
+from kubebuildx.platforms import Platform
+
+
+def buildx_command() -> list[str]:
+    """Standalone ``buildx`` when on PATH, else the docker CLI plugin."""
+    if shutil.which("buildx"):
+        return ["buildx"]
+    return ["docker", "buildx"]
+
+
+def local_output(dest: Path) -> str:
+    """The default output: one subfolder per platform, even for a single one,
+    so that a matrix job and a multi-platform job lay files out the same."""
+    return f"type=local,dest={dest},platform-split=true"
+
+
+def _bool_or_attrs(kind: str, value: str, builder_id: str) -> str:
+    if value.lower() == "true":
+        return f"type={kind}" + (f",builder-id={builder_id}" if kind == "provenance" and builder_id else "")
+    if value.lower() == "false":
+        return f"type={kind},disabled=true"
+    attrs = value
+    if kind == "provenance" and builder_id and "builder-id=" not in attrs:
+        attrs = f"{attrs},builder-id={builder_id}"
+    return f"type={kind},{attrs}"
+
+
+def _attest_type(attest: str) -> str:
+    for field in next(csv.reader(io.StringIO(attest)), []):
+        key, _, value = field.partition("=")
+        if key.strip() == "type":
+            return value.strip()
+    return ""
+
+
+def attest_args(inputs: Inputs, builder_id: str = "") -> list[str]:
+    """build-push-action's getAttestArgs: provenance and sbom inputs win over attests."""
+    args: list[str] = []
+    if inputs.provenance:
+        args += ["--attest", _bool_or_attrs("provenance", inputs.provenance, builder_id)]
+    if inputs.sbom:
+        args += ["--attest", _bool_or_attrs("sbom", inputs.sbom, builder_id)]
+    for attest in inputs.attests:
+        kind = _attest_type(attest)
+        if (kind == "provenance" and inputs.provenance) or (kind == "sbom" and inputs.sbom):
+            continue
+        args += ["--attest", attest]
+    return args
+
+
+@dataclass(frozen=True)
+class BuildPaths:
+    metadata_file: Path
+    output_dir: Path
+    secret_files: tuple[tuple[str, Path], ...] = ()  # (id, file) for the `secrets` input
+
+
+def secret_args(inputs: Inputs, written: Sequence[tuple[str, Path]]) -> list[str]:
+    args: list[str] = []
+    for key, path in written:
+        args += ["--secret", f"id={key},src={path}"]
+    for item in inputs.secret_files:
+        key, _, src = item.partition("=")
+        if not Path(src).is_file():
+            raise InputError(f"secret-files: {src!r} (for {key}) does not exist")
+        args += ["--secret", f"id={key},src={src}"]
+    for item in inputs.secret_envs:
+        key, _, env = item.partition("=")
+        args += ["--secret", f"id={key},env={env}"]
+    return args
+
+
+def outputs(inputs: Inputs, output_dir: Path) -> list[str]:
+    if inputs.outputs:
+        return list(inputs.outputs)
+    if inputs.push:
+        if not inputs.tags:
+            raise InputError(
+                "push is set but there are no tags",
+                hint="set tags (e.g. ghcr.io/owner/app:latest), or outputs: "
+                "type=image,name=REPO,push-by-digest=true,name-canonical=true,push=true",
+            )
+        return ["type=image,push=true"]
+    return [local_output(output_dir)]
+
+
+def argv(
+    inputs: Inputs,
+    *,
+    builder: str,
+    platforms: Sequence[Platform],
+    paths: BuildPaths,
+    builder_id: str = "",
+    buildx: Sequence[str] = ("buildx",),
+) -> list[str]:
+    """The whole ``buildx build`` command line, in build-push-action's order."""
+    a: list[str] = [*buildx, "build", "--builder", builder, "--progress", "rawjson"]
+    for value in inputs.build_args:
+        a += ["--build-arg", value]
+    for value in inputs.build_contexts:
+        a += ["--build-context", value]
+    for value in inputs.cache_from:
+        a += ["--cache-from", value]
+    for value in inputs.cache_to:
+        a += ["--cache-to", value]
+    if inputs.file:
+        a += ["--file", inputs.file]
+    for value in inputs.labels:
+        a += ["--label", value]
+    for value in inputs.annotations:
+        a += ["--annotation", value]
+    for value in inputs.no_cache_filters:
+        a += ["--no-cache-filter", value]
+    for value in outputs(inputs, paths.output_dir):
+        a += ["--output", value]
+    a += ["--platform", plat.join(platforms)]
+    a += attest_args(inputs, builder_id)
+    a += secret_args(inputs, paths.secret_files)
+    if inputs.shm_size:
+        a += ["--shm-size", inputs.shm_size]
+    for value in inputs.tags:
+        a += ["--tag", value]
+    if inputs.target:
+        a += ["--target", inputs.target]
+    for value in inputs.ulimit:
+        a += ["--ulimit", value]
+    for value in inputs.allow:
+        a += ["--allow", value]
+    a += ["--metadata-file", str(paths.metadata_file)]
+    if inputs.network:
+        a += ["--network", inputs.network]
+    if inputs.no_cache:
+        a.append("--no-cache")
+    if inputs.pull:
+        a.append("--pull")
+    a.append(inputs.context or ".")
+    return a

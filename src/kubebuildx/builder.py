@@ -1,0 +1,157 @@
+"""From inputs to a builder spec: which buildx nodes, on which Kubernetes
+nodes, with which driver options. Pure functions over plain data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kubebuildx.errors import InputError
+from kubebuildx.inputs import BUILDER_NAME_MAX, Inputs
+from kubebuildx.platforms import Platform
+
+ARCH_LABEL = "kubernetes.io/arch"
+OS_LABEL = "kubernetes.io/os"
+DEFAULT_NAMESPACE = "buildkit"
+NETWORK_HOST_FLAG = "--allow-insecure-entitlement=network.host"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One buildx node: one BuildKit Deployment serving one platform."""
+
+    name: str
+    platform: Platform
+    driver_opts: tuple[tuple[str, str], ...]
+    emulated_on: Platform | None = None  # qemu-fallback: the CPU that emulates ``platform``
+
+    @property
+    def deployment(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class BuilderSpec:
+    name: str
+    namespace: str
+    nodes: tuple[NodeSpec, ...]
+    flags: tuple[str, ...]
+    files: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def platforms(self) -> tuple[Platform, ...]:
+        return tuple(n.platform for n in self.nodes)
+
+    def node_for(self, platform: Platform) -> NodeSpec:
+        for node in self.nodes:
+            if node.platform == platform:
+                return node
+        raise KeyError(str(platform))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def default_builder_name(env: Mapping[str, str], platforms: tuple[Platform, ...], keep: bool) -> str:
+    """A name no other job collides with.
+
+    With cleanup on, the name is unique per run, attempt, job and platform set,
+    so concurrent matrix jobs never share (or remove) each other's builder.
+    With cleanup off, it is stable per repository and platform set, so the next
+    run finds the warm builder and its cache.
+    """
+    repo = env.get("GITHUB_REPOSITORY", "")
+    plats = ",".join(str(p) for p in platforms)
+    if keep or not env.get("GITHUB_RUN_ID"):
+        seed = f"{repo}|{plats}|warm"
+        prefix = "kbx-warm"
+    else:
+        seed = "|".join(
+            (
+                repo,
+                env.get("GITHUB_RUN_ID", ""),
+                env.get("GITHUB_RUN_ATTEMPT", ""),
+                env.get("GITHUB_JOB", ""),
+                env.get("GITHUB_ACTION", ""),
+                plats,
+            )
+        )
+        prefix = "kbx-" + _slug(env.get("GITHUB_RUN_ID", ""))[:12]
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:8]
+    return f"{prefix}-{digest}"[:BUILDER_NAME_MAX]
+
+
+def node_name(builder: str, platform: Platform) -> str:
+    """``<builder>-linux-arm64``: a DNS label, and the Deployment's name."""
+    return f"{builder}-{platform.slug}"
+
+
+def _node_selector(platform: Platform, extra: str) -> str:
+    pairs = [f"{ARCH_LABEL}={platform.arch}", f"{OS_LABEL}={platform.os}"]
+    for item in extra.split(","):
+        pair = item.strip()
+        if pair and pair.split("=", 1)[0] != OS_LABEL:
+            pairs.append(pair)
+    return ",".join(pairs)
+
+
+def buildkitd_flags(flags: str, config: bytes | None) -> tuple[str, ...]:
+    """buildx's parseBuildkitdFlags: the user's flags, plus the network.host
+    entitlement that buildx adds for container drivers unless the user chose
+    entitlements themselves (in flags or in the config)."""
+    try:
+        parsed = shlex.split(flags)
+    except ValueError as exc:
+        raise InputError(f"buildkitd-flags cannot be parsed: {exc}") from None
+    chosen = any(f.startswith("--allow-insecure-entitlement") for f in parsed)
+    in_config = False
+    if config:
+        try:
+            entitlements = tomllib.loads(config.decode()).get("entitlements") or []
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
+        in_config = "network.host" in entitlements
+    if not chosen and not in_config:
+        parsed.append(NETWORK_HOST_FLAG)
+    return tuple(parsed)
+
+
+def plan(
+    inputs: Inputs,
+    *,
+    name: str,
+    namespace: str,
+    native: tuple[Platform, ...],
+    emulated: Mapping[Platform, Platform] | None = None,
+    config: bytes | None = None,
+) -> BuilderSpec:
+    """One node per platform, pinned to nodes of that architecture.
+
+    ``native`` platforms get a node on their own CPU; ``emulated`` (only with
+    qemu-fallback) maps a platform to the CPU whose nodes emulate it.
+    """
+    emulated = dict(emulated or {})
+    nodes = []
+    for platform in (*native, *emulated):
+        opts = inputs.driver_opts_for(platform)
+        host = emulated.get(platform, platform)
+        opts["nodeselector"] = _node_selector(host, opts.get("nodeselector", ""))
+        opts["namespace"] = namespace
+        if platform in emulated:
+            opts.setdefault("qemu.install", "true")
+        nodes.append(
+            NodeSpec(
+                node_name(name, platform),
+                platform,
+                tuple(sorted(opts.items())),
+                emulated_on=emulated.get(platform),
+            )
+        )
+    files = (("buildkitd.toml", config),) if config else ()
+    return BuilderSpec(name, namespace, tuple(nodes), buildkitd_flags(inputs.buildkitd_flags, config), files)

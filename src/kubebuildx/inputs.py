@@ -1,0 +1,511 @@
+"""Inputs: read once, validated once, into one frozen ``Inputs``.
+
+``INPUTS`` is the single list of inputs: action.yml, the README table and the
+CLI flags are checked against it (tests/unit/test_action_yml.py). Names and
+meanings follow docker/build-push-action, docker/setup-buildx-action and
+actions/upload-artifact wherever ours mean the same, so switching is a
+one-line change.
+
+``parse_inputs`` is pure: a mapping of input name to raw string in, ``Inputs``
+out, or an ``InputError`` that names the input and the fix. Both the action
+(``INPUT_*`` variables) and the CLI (flags) feed it the same mapping.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubebuildx import platforms as plat
+from kubebuildx.errors import InputError
+from kubebuildx.platforms import Platform
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    description: str
+    default: str = ""
+    kind: str = "string"  # string | bool | list | int
+    group: str = "build"  # cluster | builder | build | artifacts | registry
+
+
+INPUTS: tuple[InputSpec, ...] = (
+    # Cluster
+    InputSpec(
+        "kubeconfig",
+        "Kubeconfig to reach the cluster, as YAML or base64 (store it as a secret). "
+        "Empty: the in-cluster service account of a self-hosted runner pod.",
+        group="cluster",
+    ),
+    InputSpec(
+        "kube-context", "Context of the kubeconfig to use. Empty: its current-context.", group="cluster"
+    ),
+    InputSpec(
+        "namespace",
+        "Namespace for the BuildKit Deployments. Empty: the context's namespace, else `buildkit`.",
+        group="cluster",
+    ),
+    # Builder (docker/setup-buildx-action names)
+    InputSpec(
+        "builder",
+        "Name of the buildx builder. Empty: unique per job (or stable per repository "
+        "when `cleanup` is false, so warm builders are reused).",
+        group="builder",
+    ),
+    InputSpec(
+        "platforms",
+        "List of target platforms (e.g. linux/amd64,linux/arm64). Empty: every platform "
+        "the cluster can serve natively.",
+        kind="list",
+        group="builder",
+    ),
+    InputSpec(
+        "driver-opts",
+        "List of kubernetes driver options for every node (e.g. replicas=2, "
+        "requests.cpu=2, tolerations=key=arch,operator=Exists); prefix a line with a platform "
+        "to apply it to that node only (linux/arm64:requests.memory=8Gi).",
+        kind="list",
+        group="builder",
+    ),
+    InputSpec("buildkitd-flags", "BuildKit daemon flags.", group="builder"),
+    InputSpec("buildkitd-config", "Path to a BuildKit daemon config file (TOML).", group="builder"),
+    InputSpec("buildkitd-config-inline", "Inline BuildKit daemon config (TOML).", group="builder"),
+    InputSpec(
+        "cleanup",
+        "Remove the builder and its Deployments after the job. false keeps them warm for cache reuse.",
+        default="true",
+        kind="bool",
+        group="builder",
+    ),
+    InputSpec(
+        "qemu-fallback",
+        "Build a platform that no node serves natively with emulation, with a warning, instead of failing.",
+        default="false",
+        kind="bool",
+        group="builder",
+    ),
+    # Build (docker/build-push-action names)
+    InputSpec("context", "Build's context: a path or a Git URL.", default=".", group="build"),
+    InputSpec("file", "Path to the Dockerfile. Empty: `<context>/Dockerfile`.", group="build"),
+    InputSpec("target", "Target stage to build.", group="build"),
+    InputSpec("build-args", "List of build-time variables.", kind="list", group="build"),
+    InputSpec(
+        "build-contexts", "List of additional build contexts (e.g. name=path).", kind="list", group="build"
+    ),
+    InputSpec(
+        "secrets", "List of secrets to expose to the build (e.g. key=string).", kind="list", group="build"
+    ),
+    InputSpec(
+        "secret-files",
+        "List of secret files to expose to the build (e.g. key=filename).",
+        kind="list",
+        group="build",
+    ),
+    InputSpec(
+        "secret-envs",
+        "List of secret env vars to expose to the build (e.g. key=envname).",
+        kind="list",
+        group="build",
+    ),
+    InputSpec("labels", "List of metadata for an image.", kind="list", group="build"),
+    InputSpec("annotations", "List of annotations to set to the image.", kind="list", group="build"),
+    InputSpec("tags", "List of tags.", kind="list", group="build"),
+    InputSpec(
+        "push",
+        "Push the image (shorthand for --output=type=registry). Without tags: push by digest.",
+        default="false",
+        kind="bool",
+        group="build",
+    ),
+    InputSpec(
+        "outputs",
+        "List of output destinations (format: type=local,dest=path). Empty: the "
+        "local output folder, one subfolder per platform.",
+        kind="list",
+        group="build",
+    ),
+    InputSpec(
+        "cache-from",
+        "List of external cache sources (e.g. type=registry,ref=user/app:cache).",
+        kind="list",
+        group="build",
+    ),
+    InputSpec("cache-to", "List of cache export destinations.", kind="list", group="build"),
+    InputSpec(
+        "no-cache", "Do not use cache when building the image.", default="false", kind="bool", group="build"
+    ),
+    InputSpec("no-cache-filters", "Do not cache specified stages.", kind="list", group="build"),
+    InputSpec(
+        "pull", "Always attempt to pull all referenced images.", default="false", kind="bool", group="build"
+    ),
+    InputSpec("ulimit", "Ulimit options (e.g. nofile=1024:1024).", kind="list", group="build"),
+    InputSpec("shm-size", "Size of /dev/shm (e.g. 2g).", group="build"),
+    InputSpec("network", "Networking mode for the RUN instructions during build.", group="build"),
+    InputSpec(
+        "allow",
+        "List of extra privileged entitlements (e.g. network.host,security.insecure).",
+        kind="list",
+        group="build",
+    ),
+    InputSpec(
+        "provenance",
+        "Provenance attestation (shorthand for --attest=type=provenance): true, "
+        "false or attributes such as mode=max.",
+        group="build",
+    ),
+    InputSpec(
+        "sbom",
+        "SBOM attestation (shorthand for --attest=type=sbom): true, false or attributes.",
+        group="build",
+    ),
+    InputSpec(
+        "attests",
+        "List of attestation parameters (e.g. type=sbom,generator=image).",
+        kind="list",
+        group="build",
+    ),
+    # Artifacts (actions/upload-artifact names)
+    InputSpec(
+        "upload-artifacts",
+        "Upload the local output as workflow artifacts.",
+        default="true",
+        kind="bool",
+        group="artifacts",
+    ),
+    InputSpec("artifact-name", "Artifact name. Empty: the builder name.", group="artifacts"),
+    InputSpec(
+        "artifact-per-platform",
+        "One artifact per platform, named `<name>-<os>-<arch>[-<variant>]`.",
+        default="true",
+        kind="bool",
+        group="artifacts",
+    ),
+    InputSpec(
+        "retention-days",
+        "Days before the artifact expires (1-90; capped by the repository's "
+        "setting). Empty: the repository's default.",
+        kind="int",
+        group="artifacts",
+    ),
+    InputSpec(
+        "compression-level",
+        "Zip compression level, 0 (none) to 9 (best).",
+        default="6",
+        kind="int",
+        group="artifacts",
+    ),
+    InputSpec(
+        "if-no-files-found",
+        "What to do when the output is empty: warn, error or ignore.",
+        default="warn",
+        group="artifacts",
+    ),
+    InputSpec(
+        "overwrite",
+        "Replace an existing artifact of the same name.",
+        default="false",
+        kind="bool",
+        group="artifacts",
+    ),
+)
+
+INPUT_NAMES = frozenset(spec.name for spec in INPUTS)
+SPEC_BY_NAME = {spec.name: spec for spec in INPUTS}
+
+# buildx's kubernetes driver options (driver/kubernetes/factory.go, v0.36.1).
+DRIVER_OPTS = frozenset(
+    {
+        "image",
+        "namespace",
+        "replicas",
+        "requests.cpu",
+        "requests.memory",
+        "requests.ephemeral-storage",
+        "persistent-volume-claim.requests.storage",
+        "limits.cpu",
+        "limits.memory",
+        "limits.ephemeral-storage",
+        "rootless",
+        "schedulername",
+        "serviceaccount",
+        "nodeselector",
+        "annotations",
+        "labels",
+        "tolerations",
+        "loadbalance",
+        "qemu.install",
+        "qemu.image",
+        "buildkit-root-volume-memory",
+        "default-load",
+        "timeout",
+    }
+)
+_PLATFORM_PREFIX = re.compile(r"^(?P<platform>[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_]+)?):(?P<opt>[^=/:]+=.*)$")
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
+BUILDER_NAME_MAX = 40  # leaves room for "-linux-arm-v7" in a 63-character Deployment name
+
+
+@dataclass(frozen=True)
+class Inputs:
+    kubeconfig: str = ""
+    kube_context: str = ""
+    namespace: str = ""
+    builder: str = ""
+    platforms: tuple[Platform, ...] = ()
+    driver_opts: tuple[tuple[str, str], ...] = ()
+    platform_driver_opts: tuple[tuple[Platform, tuple[tuple[str, str], ...]], ...] = ()
+    buildkitd_flags: str = ""
+    buildkitd_config: str = ""
+    buildkitd_config_inline: str = ""
+    cleanup: bool = True
+    qemu_fallback: bool = False
+    context: str = "."
+    file: str = ""
+    target: str = ""
+    build_args: tuple[str, ...] = ()
+    build_contexts: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    secret_files: tuple[str, ...] = ()
+    secret_envs: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    push: bool = False
+    outputs: tuple[str, ...] = ()
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    no_cache: bool = False
+    no_cache_filters: tuple[str, ...] = ()
+    pull: bool = False
+    ulimit: tuple[str, ...] = ()
+    shm_size: str = ""
+    network: str = ""
+    allow: tuple[str, ...] = ()
+    provenance: str = ""
+    sbom: str = ""
+    attests: tuple[str, ...] = ()
+    upload_artifacts: bool = True
+    artifact_name: str = ""
+    artifact_per_platform: bool = True
+    retention_days: int | None = None
+    compression_level: int = 6
+    if_no_files_found: str = "warn"
+    overwrite: bool = False
+
+    def driver_opts_for(self, platform: Platform) -> dict[str, str]:
+        """Options for one node: the common ones, then that platform's own."""
+        opts = dict(self.driver_opts)
+        for p, extra in self.platform_driver_opts:
+            if p == platform:
+                opts.update(extra)
+        return opts
+
+
+def split_list(raw: str, *, ignore_comma: bool = False) -> tuple[str, ...]:
+    """docker/actions-toolkit's ``Util.getList``: newline-separated records,
+    each CSV-parsed (so a quoted item may hold a comma); with ``ignore_comma``
+    a record stays whole."""
+    if not raw.strip():
+        return ()
+    out: list[str] = []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        if ignore_comma:
+            out.append(line.strip())
+            continue
+        try:
+            rows = list(csv.reader(io.StringIO(line), skipinitialspace=True))
+        except csv.Error:
+            rows = [line.split(",")]
+        for row in rows:
+            out.extend(item.strip() for item in row if item.strip())
+    return tuple(out)
+
+
+# build-push-action reads these with ignoreComma: a comma belongs to the value.
+_IGNORE_COMMA = frozenset(
+    {
+        "build-args",
+        "build-contexts",
+        "secrets",
+        "secret-files",
+        "labels",
+        "annotations",
+        "outputs",
+        "cache-from",
+        "cache-to",
+        "ulimit",
+        "attests",
+        "driver-opts",
+    }
+)
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip()
+    if value in {"true", "True", "TRUE"}:
+        return True
+    if value in {"false", "False", "FALSE"}:
+        return False
+    raise InputError(
+        f"input {name!r} must be true or false, got {value!r}", hint=f"set {name}: true or false"
+    )
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise InputError(f"input {name!r} must be a whole number, got {raw.strip()!r}") from None
+    if not low <= value <= high:
+        raise InputError(f"input {name!r} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _key_values(name: str, items: tuple[str, ...]) -> None:
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise InputError(
+                f"input {name!r}: {item.split('=')[0]!r}... is not of the form key=value",
+                hint=f"write one key=value per line in {name}",
+            )
+
+
+def parse_driver_opts(
+    lines: tuple[str, ...],
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[Platform, tuple[tuple[str, str], ...]], ...]]:
+    """Split ``driver-opts`` lines into common and per-platform options and
+    check every key against what buildx's kubernetes driver accepts."""
+    common: dict[str, str] = {}
+    per: dict[Platform, dict[str, str]] = {}
+    for line in lines:
+        target: dict[str, str] = common
+        opt = line
+        match = _PLATFORM_PREFIX.match(line)
+        if match:
+            target = per.setdefault(plat.parse(match["platform"]), {})
+            opt = match["opt"]
+        key, sep, value = opt.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(
+                f"driver-opts line {line!r} is not of the form key=value",
+                hint="write e.g. replicas=2, or linux/arm64:requests.cpu=4",
+            )
+        if key == "namespace":
+            raise InputError("driver-opts cannot set namespace", hint="use the `namespace` input instead")
+        if key not in DRIVER_OPTS and not (key.startswith("env.") and len(key) > 4):
+            raise InputError(
+                f"driver-opts: {key!r} is not an option of buildx's kubernetes driver",
+                hint="valid options: " + ", ".join(sorted(DRIVER_OPTS - {"namespace"})) + ", env.<NAME>",
+            )
+        value = value.strip()
+        if key == "replicas":
+            _int("driver-opts replicas", value, 1, 100)
+        if key == "timeout" and not _DURATION.match(value):
+            raise InputError(f"driver-opts timeout {value!r} is not a duration", hint="write e.g. timeout=5m")
+        if key in {"rootless", "default-load", "qemu.install"}:
+            _bool(f"driver-opts {key}", value)
+        if key == "loadbalance" and value not in {"sticky", "random"}:
+            raise InputError(f"driver-opts loadbalance must be sticky or random, got {value!r}")
+        if key == "nodeselector":
+            for pair in value.split(","):
+                if pair.split("=", 1)[0].strip() == "kubernetes.io/arch":
+                    raise InputError(
+                        "driver-opts nodeselector cannot set kubernetes.io/arch",
+                        hint="kubebuildx pins each node to its platform's architecture; choose "
+                        "architectures with the `platforms` input",
+                    )
+        target[key] = value
+    return tuple(sorted(common.items())), tuple(
+        (p, tuple(sorted(opts.items()))) for p, opts in sorted(per.items())
+    )
+
+
+def parse_inputs(raw: Mapping[str, str]) -> Inputs:
+    """Validate every input; the first problem raises ``InputError``."""
+    unknown = sorted(set(raw) - INPUT_NAMES)
+    if unknown:
+        raise InputError(f"unknown input(s): {', '.join(unknown)}", hint="see the inputs table in the README")
+
+    def get(name: str) -> str:
+        value = raw.get(name)
+        return SPEC_BY_NAME[name].default if value is None else value
+
+    def lst(name: str) -> tuple[str, ...]:
+        return split_list(get(name), ignore_comma=name in _IGNORE_COMMA)
+
+    values: dict[str, object] = {}
+    for spec in INPUTS:
+        attr = spec.name.replace("-", "_")
+        text = get(spec.name)
+        if spec.kind == "bool":
+            values[attr] = _bool(spec.name, text or spec.default)
+        elif spec.kind == "list":
+            values[attr] = lst(spec.name)
+        elif spec.kind == "int":
+            values[attr] = None if not text.strip() else text.strip()
+        elif spec.name != "kubeconfig":
+            values[attr] = text.strip()
+        else:
+            values[attr] = text
+
+    values["platforms"] = plat.parse_list(lst("platforms"))
+    values["driver_opts"], values["platform_driver_opts"] = parse_driver_opts(lst("driver-opts"))
+    values["retention_days"] = (
+        None
+        if values["retention_days"] is None
+        else _int("retention-days", str(values["retention_days"]), 1, 90)
+    )
+    values["compression_level"] = _int("compression-level", str(values["compression_level"] or "6"), 0, 9)
+    if values["if_no_files_found"] not in {"warn", "error", "ignore"}:
+        raise InputError(
+            f"input 'if-no-files-found' must be warn, error or ignore, got {values['if_no_files_found']!r}"
+        )
+    for name in ("build-args", "secrets", "secret-files", "secret-envs", "labels"):
+        _key_values(name, lst(name))
+
+    inputs = Inputs(**values)  # type: ignore[arg-type]
+    _check_combinations(inputs)
+    return inputs
+
+
+def _check_combinations(inputs: Inputs) -> None:
+    if inputs.builder and (not _DNS_LABEL.match(inputs.builder) or len(inputs.builder) > BUILDER_NAME_MAX):
+        raise InputError(
+            f"builder name {inputs.builder!r} cannot name Kubernetes Deployments",
+            hint=f"use lowercase letters, digits and '-', starting with a letter, at most "
+            f"{BUILDER_NAME_MAX} characters",
+        )
+    if inputs.namespace and not _DNS_LABEL.match(inputs.namespace):
+        raise InputError(f"namespace {inputs.namespace!r} is not a valid Kubernetes namespace name")
+    if inputs.buildkitd_config and inputs.buildkitd_config_inline:
+        raise InputError(
+            "buildkitd-config and buildkitd-config-inline are both set", hint="set only one of them"
+        )
+    if inputs.buildkitd_config and not Path(inputs.buildkitd_config).is_file():
+        raise InputError(
+            f"buildkitd-config file {inputs.buildkitd_config!r} does not exist",
+            hint="give a path relative to the workspace, or use buildkitd-config-inline",
+        )
+    if inputs.push and inputs.outputs:
+        raise InputError(
+            "push and outputs are both set",
+            hint="push is a shorthand for outputs: type=registry; keep one of them",
+        )
+    if inputs.push and any(o.startswith(("type=local", "type=tar")) for o in inputs.outputs):
+        raise InputError("push cannot be combined with a local or tar output")
+    for p, _ in inputs.platform_driver_opts:
+        if inputs.platforms and p not in inputs.platforms:
+            raise InputError(
+                f"driver-opts names platform {p}, which is not among the platforms "
+                f"({plat.join(inputs.platforms)})",
+                hint=f"add {p} to platforms or remove its driver-opts line",
+            )

@@ -1,0 +1,121 @@
+"""The builder spec as buildx's own store: the instance file and ``current``.
+
+Mirrors buildx v0.36.1 exactly (store/nodegroup.go, store/store.go,
+builder/builder.go): the JSON is what Go's encoding/json writes for
+``store.NodeGroup``; the endpoint is what ``buildx create --driver kubernetes``
+builds; files are written atomically with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from kubebuildx.builder import BuilderSpec
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def endpoint(builder: str, node: str, kubeconfig: str) -> str:
+    """``kubernetes:///<builder>?deployment=<node>&kubeconfig=<path>``, encoded
+    as Go's url.Values.Encode (keys sorted, QueryEscape)."""
+    return f"kubernetes:///{builder}?" + urlencode({"deployment": node, "kubeconfig": kubeconfig})
+
+
+def go_json(value: Any) -> str:
+    """Go's json.Marshal: compact, HTML characters escaped."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def node_group(spec: BuilderSpec, kubeconfig: str, *, with_platforms: bool = True) -> dict[str, Any]:
+    """``store.NodeGroup`` as a dict in Go's field order (map keys sorted).
+
+    ``with_platforms=False`` gives the same nodes with no configured
+    platforms, so that ``buildx inspect`` shows only what BuildKit itself reports.
+    """
+    files = {k: base64.b64encode(v).decode() for k, v in sorted(spec.files)} or None
+    return {
+        "Name": spec.name,
+        "Driver": "kubernetes",
+        "Nodes": [
+            {
+                "Name": node.name,
+                "Endpoint": endpoint(spec.name, node.name, kubeconfig),
+                "Platforms": [node.platform.oci()] if with_platforms else None,
+                "DriverOpts": dict(sorted(node.driver_opts)),
+                "Flags": list(spec.flags) or None,
+                "Files": files,
+            }
+            for node in spec.nodes
+        ],
+        "Dynamic": False,
+    }
+
+
+def instance_json(spec: BuilderSpec, kubeconfig: str) -> str:
+    return go_json(node_group(spec, kubeconfig))
+
+
+def current_json(name: str, docker_host: str | None = None) -> str:
+    """``current``: makes the builder the default, whatever docker context is active."""
+    key = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    return go_json({"Key": key, "Name": name, "Global": True})
+
+
+def buildx_dir(env: dict[str, str] | None = None) -> Path:
+    """Where buildx keeps its store: $BUILDX_CONFIG, else $DOCKER_CONFIG/buildx, else ~/.docker/buildx."""
+    env = dict(os.environ) if env is None else env
+    if env.get("BUILDX_CONFIG"):
+        return Path(env["BUILDX_CONFIG"])
+    if env.get("DOCKER_CONFIG"):
+        return Path(env["DOCKER_CONFIG"]) / "buildx"
+    return Path(env.get("HOME", str(Path.home()))) / ".docker" / "buildx"
+
+
+def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool = True) -> Path:
+    """Write the instance file (and ``current``, ``activity``) into buildx's store."""
+    path = store / "instances" / spec.name
+    atomic_write(path, instance_json(spec, kubeconfig))
+    atomic_write(store / "activity" / spec.name, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if make_current:
+        atomic_write(store / "current", current_json(spec.name))
+    return path
+
+
+def remove(name: str, store: Path) -> None:
+    """Forget a builder in the store only (its Deployments are left alone)."""
+    for sub in ("instances", "activity"):
+        (store / sub / name).unlink(missing_ok=True)
+    current = store / "current"
+    if current.is_file():
+        try:
+            if json.loads(current.read_text()).get("Name") == name:
+                current.unlink()
+        except ValueError:
+            pass

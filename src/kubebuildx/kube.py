@@ -1,0 +1,91 @@
+"""The Kubernetes API edge: one client per run, one request helper that maps
+transport and auth failures to errors the user can act on. Responses are
+plain JSON (dicts), so the decisions elsewhere stay pure and testable."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubebuildx.errors import ClusterError
+
+API_TIMEOUT = 10.0
+
+
+def explain_connection_error(exc: BaseException, server: str) -> ClusterError:
+    """Turn client errors into what the user can do; never quote credentials."""
+    text = f"{type(exc).__name__}: {exc}"
+    reason = getattr(exc, "reason", None)
+    full = f"{text} {reason!r}"
+    if "CERTIFICATE_VERIFY_FAILED" in full or "SSLCertVerificationError" in full or "SSLError" in full:
+        return ClusterError(
+            f"the API server at {server} presented a certificate that the kubeconfig's CA does not trust",
+            hint="use the cluster's own CA in certificate-authority-data (kubectl config view --raw "
+            "--minify --flatten), and check that the server address is the cluster's",
+        )
+    if (
+        "Connection refused" in full
+        or "Name or service not known" in full
+        or "timed out" in full.lower()
+        or "Max retries" in full
+    ):
+        return ClusterError(
+            f"the API server at {server} is unreachable ({type(reason or exc).__name__})",
+            hint="check the server address in the kubeconfig and that the runner can reach it "
+            "(firewall, VPN, private endpoint)",
+        )
+    return ClusterError(f"cannot talk to the API server at {server}: {type(exc).__name__}")
+
+
+def explain_status(status: int, server: str, what: str) -> ClusterError:
+    if status == 401:
+        return ClusterError(
+            f"the API server at {server} rejected the kubeconfig's credentials (401 Unauthorized)",
+            hint="the token or client certificate is invalid or expired: create a new one "
+            "(kubectl create token SERVICEACCOUNT -n NAMESPACE --duration=...) and update the secret",
+        )
+    return ClusterError(f"{what} failed with HTTP {status} from {server}")
+
+
+def api_client(kubeconfig_path: str) -> Any:
+    """A kubernetes ApiClient for the written kubeconfig, failing fast (no retries)."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig_path, client_configuration=configuration
+    )
+    configuration.retries = 0
+    return client.ApiClient(configuration)
+
+
+def request(api: Any, method: str, path: str, server: str, what: str, body: Any = None) -> tuple[int, Any]:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        resp = api.call_api(
+            path,
+            method,
+            body=body,
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=API_TIMEOUT,
+        )
+    except ApiException as exc:
+        if exc.status in (401,):
+            raise explain_status(exc.status, server, what) from None
+        return exc.status, None
+    except Exception as exc:  # noqa: BLE001 - urllib3 raises many kinds; all mean "cannot connect"
+        raise explain_connection_error(exc, server) from None
+    raw = resp[0] if isinstance(resp, tuple) else resp
+    return raw.status, json.loads(raw.data or b"null")
+
+
+def get_items(api: Any, path: str, server: str, what: str) -> list[dict[str, Any]]:
+    """GET a list; an empty list when it is forbidden or absent."""
+    status, body = request(api, "GET", path, server, what)
+    if status != 200 or not isinstance(body, dict):
+        return []
+    items: list[dict[str, Any]] = body.get("items") or []
+    return items

@@ -1,0 +1,236 @@
+"""Kubeconfig: read it, check it, mask every credential in it, and write the
+one context we use to a 0600 file that buildx's kubernetes driver reads.
+
+Nothing here ever formats a credential, or a line of the document, into a
+message: YAML errors are reported by position only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubebuildx import runner
+from kubebuildx.errors import KubeconfigError
+
+IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_SECRET_USER_KEYS = ("token", "client-key-data", "client-certificate-data", "password")
+_FILE_KEYS = {
+    "cluster": ("certificate-authority",),
+    "user": ("client-certificate", "client-key", "tokenFile"),
+}
+
+
+@dataclass(frozen=True)
+class Kubeconfig:
+    """The one context we use, ready to be written."""
+
+    context: str
+    cluster: str
+    server: str
+    namespace: str
+    document: Mapping[str, Any] = field(repr=False)
+    in_cluster: bool = False
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dict(self.document), sort_keys=False)
+
+
+def _decode(text: str) -> str:
+    """Accept YAML, or base64 of YAML (how many users store the secret)."""
+    stripped = text.strip()
+    if not stripped:
+        raise KubeconfigError("the kubeconfig is empty")
+    if ":" in stripped.splitlines()[0] or stripped.startswith(("{", "---", "#")):
+        return text
+    try:
+        decoded = base64.b64decode("".join(stripped.split()), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise KubeconfigError(
+            "the kubeconfig is neither YAML nor base64-encoded YAML",
+            hint="store the file's content as the secret (or `base64 -w0 ~/.kube/config`)",
+        ) from None
+    runner.mask(stripped)
+    return decoded
+
+
+def _mask_document(doc: Mapping[str, Any]) -> None:
+    for entry in doc.get("users") or []:
+        user = (entry or {}).get("user") or {}
+        for key in _SECRET_USER_KEYS:
+            value = user.get(key)
+            if isinstance(value, str):
+                runner.mask(value)
+        provider = user.get("auth-provider") or {}
+        for value in (provider.get("config") or {}).values():
+            if isinstance(value, str):
+                runner.mask(value)
+        for env in (user.get("exec") or {}).get("env") or []:
+            if isinstance(env, dict) and isinstance(env.get("value"), str):
+                runner.mask(env["value"])
+
+
+def _named(doc: Mapping[str, Any], kind: str, name: str) -> dict[str, Any] | None:
+    for entry in doc.get(kind + "s") or []:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            body = entry.get(kind)
+            return body if isinstance(body, dict) else {}
+    return None
+
+
+def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kubeconfig:
+    """Parse kubeconfig text and keep only ``context`` (default: current-context)."""
+    source = _decode(text)
+    try:
+        doc = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise KubeconfigError(
+            f"the kubeconfig is not valid YAML{where}",
+            hint="check the secret holds a whole kubeconfig file (`kubectl config view --raw --minify`)",
+        ) from None
+    if not isinstance(doc, dict):
+        raise KubeconfigError(
+            "the kubeconfig is not a YAML mapping", hint="store a whole kubeconfig file in the secret"
+        )
+    _mask_document(doc)
+    if doc.get("kind") not in (None, "Config"):
+        raise KubeconfigError(f"the kubeconfig has kind {doc.get('kind')!r}, expected Config")
+
+    names = [c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)]
+    chosen = context or doc.get("current-context") or ""
+    if not chosen:
+        if len(names) == 1:
+            chosen = str(names[0])
+        else:
+            raise KubeconfigError(
+                "the kubeconfig has no current-context",
+                hint="set the kube-context input to one of: " + (", ".join(map(str, names)) or "(none)"),
+            )
+    ctx = _named(doc, "context", chosen)
+    if ctx is None:
+        raise KubeconfigError(
+            f"context {chosen!r} is not in the kubeconfig",
+            hint="set kube-context to one of: " + (", ".join(map(str, names)) or "(no contexts)"),
+        )
+    cluster_name, user_name = ctx.get("cluster"), ctx.get("user")
+    cluster = _named(doc, "cluster", str(cluster_name)) if cluster_name else None
+    if cluster is None:
+        raise KubeconfigError(f"context {chosen!r} names cluster {cluster_name!r}, which is not defined")
+    server = cluster.get("server")
+    if not isinstance(server, str) or not server.startswith(("https://", "http://")):
+        raise KubeconfigError(f"cluster {cluster_name!r} has no https:// server address")
+    if not (
+        cluster.get("certificate-authority-data")
+        or cluster.get("certificate-authority")
+        or cluster.get("insecure-skip-tls-verify")
+        or server.startswith("http://")
+    ):
+        runner.warning(f"cluster {cluster_name!r} has no certificate-authority: the system CAs are used")
+    user = _named(doc, "user", str(user_name)) if user_name else None
+    if user is None:
+        raise KubeconfigError(f"context {chosen!r} names user {user_name!r}, which is not defined")
+    if not any(
+        user.get(k)
+        for k in ("token", "tokenFile", "client-key-data", "client-key", "exec", "auth-provider", "password")
+    ):
+        raise KubeconfigError(
+            f"user {user_name!r} has no credentials (token, client certificate, or exec plugin)",
+            hint="export the kubeconfig with `kubectl config view --raw --minify` so credentials are kept",
+        )
+    if user.get("exec"):
+        command = (user.get("exec") or {}).get("command", "")
+        runner.warning(
+            f"user {user_name!r} authenticates with the exec plugin {command!r}: it must be installed "
+            "where kubebuildx runs (the action image has none). A service-account token is simpler.",
+        )
+
+    base = base_dir or Path.cwd()
+    for kind, body in (("cluster", cluster), ("user", user)):
+        for key in _FILE_KEYS[kind]:
+            if isinstance(body.get(key), str) and not Path(body[key]).is_absolute():
+                body[key] = str(base / body[key])
+            if isinstance(body.get(key), str) and not Path(body[key]).exists():
+                raise KubeconfigError(
+                    f"{kind} {key} file {body[key]!r} does not exist",
+                    hint="embed it with `kubectl config view --raw --minify --flatten`",
+                )
+
+    namespace = str(ctx.get("namespace") or "")
+    minimal = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": chosen,
+        "contexts": [{"name": chosen, "context": dict(ctx)}],
+        "clusters": [{"name": cluster_name, "cluster": cluster}],
+        "users": [{"name": user_name, "user": user}],
+    }
+    return Kubeconfig(chosen, str(cluster_name), server, namespace, minimal)
+
+
+def in_cluster(env: Mapping[str, str] | None = None, sa_dir: Path = IN_CLUSTER_DIR) -> Kubeconfig:
+    """The service account of the pod we run in (a self-hosted runner).
+
+    The token is referenced by file, not copied, so kubelet's rotation keeps working.
+    """
+    env = os.environ if env is None else env
+    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
+    token = sa_dir / "token"
+    if not host or not token.is_file():
+        raise KubeconfigError(
+            "no kubeconfig was given and this is not a Kubernetes pod with a service account",
+            hint="set the kubeconfig input from a secret (`kubeconfig: ${{ secrets.KUBECONFIG }}`), or run "
+            "on a self-hosted runner pod whose service account has the RBAC in deploy/rbac.yaml",
+        )
+    runner.mask(token.read_text().strip())
+    namespace_file = sa_dir / "namespace"
+    namespace = namespace_file.read_text().strip() if namespace_file.is_file() else ""
+    server = f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "in-cluster",
+        "contexts": [
+            {
+                "name": "in-cluster",
+                "context": {
+                    "cluster": "in-cluster",
+                    "user": "in-cluster",
+                    **({"namespace": namespace} if namespace else {}),
+                },
+            }
+        ],
+        "clusters": [
+            {
+                "name": "in-cluster",
+                "cluster": {"server": server, "certificate-authority": str(sa_dir / "ca.crt")},
+            }
+        ],
+        "users": [{"name": "in-cluster", "user": {"tokenFile": str(token)}}],
+    }
+    return Kubeconfig("in-cluster", "in-cluster", server, namespace, doc, in_cluster=True)
+
+
+def write(config: Kubeconfig, directory: Path) -> Path:
+    """Write atomically with mode 0600 (created so, never widened)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / "kubeconfig"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubeconfig-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(config.to_yaml())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,464 @@
+"""The only place that knows the order. It reads like the log:
+
+Reading inputs → Connecting to the cluster → Preflight → Writing the
+builder instance → Booting the builder → Building → Uploading artifacts
+→ Outputs and summary → (post) Cleanup
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from kubebuildx import (
+    bootstrap,
+    build,
+    builder,
+    cmd,
+    instance,
+    kube,
+    kubeconfig,
+    preflight,
+    progress,
+    runner,
+    summary,
+)
+from kubebuildx.builder import BuilderSpec
+from kubebuildx.errors import BootstrapError, BuildError, InputError, KubebuildxError
+from kubebuildx.inputs import Inputs
+from kubebuildx.platforms import Platform
+
+STARTED = time.monotonic()
+DEFAULT_BOOT_TIMEOUT = 120.0
+
+
+@dataclass
+class Run:
+    """What one run knows as it goes; the post step gets the part it needs via state."""
+
+    inputs: Inputs
+    env: Mapping[str, str]
+    workdir: Path
+    store: Path
+    kubeconfig_path: Path | None = None
+    config: kubeconfig.Kubeconfig | None = None
+    namespace: str = ""
+    spec: BuilderSpec | None = None
+    api: Any = None
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.monotonic() - STARTED
+
+
+def temp_root(env: Mapping[str, str]) -> Path:
+    """RUNNER_TEMP (mounted into container actions as /github/runner_temp, and
+    kept for the post step), else the container's /github/home, else the
+    system temp dir for the CLI."""
+    for key in ("RUNNER_TEMP", "KUBEBUILDX_TEMP"):
+        value = env.get(key)
+        if value and Path(value).is_dir() and os.access(value, os.W_OK):
+            return Path(value)
+    if env.get("GITHUB_ACTIONS") == "true" and env.get("HOME") and Path(env["HOME"]).is_dir():
+        return Path(env["HOME"])
+    return Path(tempfile.gettempdir())
+
+
+def start(inputs: Inputs, env: Mapping[str, str] | None = None) -> Run:
+    env = dict(os.environ) if env is None else dict(env)
+    root = temp_root(env) / "kubebuildx"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    return Run(inputs, env, workdir, instance.buildx_dir(env))
+
+
+# ---- stages ---------------------------------------------------------------------------------
+
+
+def connect(run: Run) -> None:
+    with runner.group("Connecting to the cluster"):
+        if run.inputs.kubeconfig.strip():
+            config = kubeconfig.parse(run.inputs.kubeconfig, context=run.inputs.kube_context)
+        else:
+            if run.inputs.kube_context:
+                raise InputError(
+                    "kube-context is set but no kubeconfig was given",
+                    hint="set the kubeconfig input, or leave kube-context empty in-cluster",
+                )
+            config = kubeconfig.in_cluster(run.env)
+        run.config = config
+        run.kubeconfig_path = kubeconfig.write(config, run.workdir)
+        run.namespace = run.inputs.namespace or config.namespace or builder.DEFAULT_NAMESPACE
+        runner.info(
+            f"context {config.context}, cluster {config.cluster} at {config.server}, "
+            f"namespace {run.namespace}"
+        )
+        run.api = kube.api_client(str(run.kubeconfig_path))
+    run.mark("connected")
+
+
+def check(run: Run) -> tuple[tuple[Platform, ...], dict[Platform, Platform]]:
+    assert run.config is not None
+    with runner.group("Preflight"):
+        state = preflight.read_cluster(run.api, run.config.server, run.namespace)
+        runner.info(f"Kubernetes {state.version}; {preflight.describe_cluster(state.nodes)}")
+        preflight.raise_for_rbac(
+            preflight.missing_permissions(state.allowed), run.namespace, f"user {run.config.context!r}"
+        )
+        if state.namespace_exists is False:
+            raise KubebuildxError(
+                f"namespace {run.namespace!r} does not exist",
+                hint=f"create it (kubectl create namespace {run.namespace}) or set the namespace input",
+            )
+        requested = run.inputs.platforms or preflight.serveable(state.nodes)
+        if not requested:
+            raise KubebuildxError(
+                f"no Ready node with a {builder.ARCH_LABEL} label; {preflight.describe_cluster(state.nodes)}",
+                hint="label your nodes, or set platforms",
+            )
+        tolerations = {
+            p: preflight.parse_tolerations(run.inputs.driver_opts_for(p).get("tolerations", ""))
+            for p in requested
+        }
+        checks = preflight.check_platforms(state.nodes, requested, tolerations)
+        runner.info(preflight.table(checks))
+        native, emulated = preflight.decide(checks, state.nodes, qemu_fallback=run.inputs.qemu_fallback)
+        for platform, host in emulated.items():
+            runner.warning(
+                f"no node serves {platform} natively: it is EMULATED on {host} nodes with QEMU, "
+                "typically 3 to 6 times slower. Add a native node to build it at full speed.",
+                title="Emulated platform",
+            )
+        if preflight.OPTIONAL[0] not in state.allowed or not state.allowed[preflight.OPTIONAL[0]]:
+            runner.debug("cannot list events: diagnostics of pods that do not start will be shorter")
+    run.mark("preflight")
+    return native, emulated
+
+
+def _buildkit_config(inputs: Inputs) -> bytes | None:
+    if inputs.buildkitd_config_inline:
+        return inputs.buildkitd_config_inline.encode()
+    if inputs.buildkitd_config:
+        return Path(inputs.buildkitd_config).read_bytes()
+    return None
+
+
+def materialize(run: Run, native: tuple[Platform, ...], emulated: dict[Platform, Platform]) -> BuilderSpec:
+    assert run.kubeconfig_path is not None
+    with runner.group("Writing the builder instance"):
+        platforms = (*native, *emulated)
+        name = run.inputs.builder or builder.default_builder_name(
+            run.env, platforms, keep=not run.inputs.cleanup
+        )
+        spec = builder.plan(
+            run.inputs,
+            name=name,
+            namespace=run.namespace,
+            native=native,
+            emulated=emulated,
+            config=_buildkit_config(run.inputs),
+        )
+        path = instance.write(spec, str(run.kubeconfig_path), run.store)
+        runner.info(f"builder {spec.name}: " + ", ".join(f"{n.name} → {n.platform}" for n in spec.nodes))
+        runner.info(f"instance file {path}")
+        run.spec = spec
+        runner.save_state("builder", spec.name)
+        runner.save_state("store", str(run.store))
+        runner.save_state("workdir", str(run.workdir))
+        runner.save_state("cleanup", "true" if run.inputs.cleanup else "false")
+        runner.save_state("namespace", run.namespace)
+    run.mark("instance")
+    return spec
+
+
+def _boot_timeout(spec: BuilderSpec) -> float:
+    for node in spec.nodes:
+        value = dict(node.driver_opts).get("timeout")
+        if value:
+            return _duration(value)
+    return DEFAULT_BOOT_TIMEOUT
+
+
+def _duration(text: str) -> float:
+    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    import re
+
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text))
+
+
+def pods_of(run: Run, node: str) -> list[dict[str, Any]]:
+    assert run.config is not None
+    return kube.get_items(
+        run.api,
+        f"/api/v1/namespaces/{run.namespace}/pods?labelSelector=app%3D{node}",
+        run.config.server,
+        "listing builder pods",
+    )
+
+
+def _events(run: Run) -> list[dict[str, Any]]:
+    assert run.config is not None
+    return kube.get_items(
+        run.api, f"/api/v1/namespaces/{run.namespace}/events", run.config.server, "listing events"
+    )
+
+
+def boot(run: Run) -> dict[str, str]:
+    """Boot every node; return buildx node → Kubernetes node its pod runs on."""
+    spec = run.spec
+    assert spec is not None
+    buildx = build.buildx_command()
+    run.mark("boot-start")
+    with runner.group(f"Booting builder {spec.name}"):
+        timeout = _boot_timeout(spec)
+        result = cmd.run(
+            [*buildx, "inspect", "--bootstrap", "--timeout", f"{int(timeout)}s", spec.name],
+            check=False,
+            timeout=timeout + 30,
+            error=BootstrapError,
+            what="buildx inspect --bootstrap",
+        )
+        inspected = bootstrap.parse_inspect(result.stdout)
+        failed = [n for n in inspected.nodes if n.error or n.status not in ("running", "")]
+        if result.returncode != 0 or inspected.error or failed:
+            reasons = []
+            for node in spec.nodes:
+                try:
+                    reasons += bootstrap.diagnose(pods_of(run, node.name), _events(run), node.name)
+                except Exception as exc:  # noqa: BLE001 - the API may be the problem; keep buildx's words
+                    runner.debug(f"cannot read pods of {node.name}: {type(exc).__name__}")
+            words = cmd.last_words(result.stderr or result.stdout, 8)
+            raise BootstrapError(
+                f"builder {spec.name} did not become ready within {timeout:.0f}s:\n  "
+                + "\n  ".join(reasons or [words or "buildx gave no reason"]),
+                hint=bootstrap.hint_for(reasons),
+            )
+        runner.info(result.stdout.strip())
+    run.mark("boot-end")
+    pod_nodes: dict[str, str] = {}
+    for node in spec.nodes:
+        running = [p for p in pods_of(run, node.name) if p.get("status", {}).get("phase") == "Running"]
+        if running:
+            pod_nodes[node.name] = running[0].get("spec", {}).get("nodeName", "")
+    with runner.group("Checking each node builds natively"):
+        probe_store = run.workdir / "probe"
+        instance.atomic_write(
+            probe_store / "instances" / spec.name,
+            instance.go_json(instance.node_group(spec, str(run.kubeconfig_path), with_platforms=False)),
+        )
+        result = cmd.run(
+            [*buildx, "inspect", spec.name],
+            env={"BUILDX_CONFIG": str(probe_store)},
+            error=BootstrapError,
+            what="buildx inspect",
+        )
+        shutil.rmtree(probe_store, ignore_errors=True)
+        probe = bootstrap.parse_inspect(result.stdout)
+        bootstrap.check_native(spec, probe, pod_nodes)
+        for node in spec.nodes:
+            reported = next((n.platforms for n in probe.nodes if n.name == node.name), ())
+            runner.info(
+                f"{node.name}: pod on {pod_nodes.get(node.name, '?')}, BuildKit reports {', '.join(reported)}"
+            )
+    run.mark("verified")
+    return pod_nodes
+
+
+def _write_secrets(run: Run) -> tuple[tuple[str, Path], ...]:
+    out = []
+    folder = run.workdir / "secrets"
+    for item in run.inputs.secrets:
+        key, _, value = item.partition("=")
+        runner.mask(value)
+        path = folder / key.replace("/", "_")
+        instance.atomic_write(path, value)
+        out.append((key, path))
+    return tuple(out)
+
+
+def output_dir(run: Run) -> Path:
+    assert run.spec is not None
+    return run.workdir.parent / run.spec.name / "out"
+
+
+def builder_id(env: Mapping[str, str]) -> str:
+    server, repo, run_id = (
+        env.get("GITHUB_SERVER_URL"),
+        env.get("GITHUB_REPOSITORY"),
+        env.get("GITHUB_RUN_ID"),
+    )
+    if server and repo and run_id:
+        attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
+        return f"{server}/{repo}/actions/runs/{run_id}/attempts/{attempt}"
+    return ""
+
+
+def run_build(run: Run, pod_nodes: Mapping[str, str]) -> summary.BuildResult:
+    spec = run.spec
+    assert spec is not None
+    out = output_dir(run)
+    if not run.inputs.outputs and not run.inputs.push:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+    paths = build.BuildPaths(run.workdir / "metadata.json", out, _write_secrets(run))
+    argv = build.argv(
+        run.inputs,
+        builder=spec.name,
+        platforms=spec.platforms,
+        paths=paths,
+        builder_id=builder_id(run.env),
+        buildx=build.buildx_command(),
+    )
+    prog = progress.Progress()
+
+    def show(line: str) -> None:
+        for text in prog.feed(line):
+            runner.info(text)
+
+    started = time.monotonic()
+    run.mark("build-start")
+    with runner.group(f"Building {', '.join(str(p) for p in spec.platforms)}"):
+        code = cmd.stream(argv, on_stdout=show, on_stderr=show)
+    seconds = time.monotonic() - started
+    run.mark("build-end")
+    metadata: dict[str, Any] = {}
+    if paths.metadata_file.is_file():
+        try:
+            metadata = json.loads(paths.metadata_file.read_text() or "{}")
+        except ValueError:
+            metadata = {}
+    single = str(spec.platforms[0]) if len(spec.platforms) == 1 else ""
+    error = ""
+    if code != 0:
+        error = "\n".join(prog.errors()[-3:] + prog.other[-5:]) or f"buildx build exited {code}"
+    local = "" if (run.inputs.outputs or run.inputs.push) else str(out)
+    return summary.BuildResult(
+        spec, prog.timings(single), dict(pod_nodes), metadata, local, seconds, runner.redact(error)
+    )
+
+
+def publish(run: Run, result: summary.BuildResult) -> None:
+    """Outputs, artifacts and the summary; written even when the build failed."""
+    extra = ""
+    if (
+        result.output_dir
+        and not result.error
+        and run.inputs.upload_artifacts
+        and run.env.get("ACTIONS_RUNTIME_TOKEN")
+    ):
+        with runner.group("Uploading artifacts"):
+            from kubebuildx.artifacts import (
+                UploadOptions,
+                artifact_outputs,
+                summary_rows,
+                upload_platform_artifacts,
+            )
+
+            assert run.spec is not None
+            options = UploadOptions(
+                name=run.inputs.artifact_name or run.spec.name,
+                retention_days=run.inputs.retention_days,
+                compression_level=run.inputs.compression_level,
+                if_no_files_found=run.inputs.if_no_files_found,
+                overwrite=run.inputs.overwrite,
+            )
+            uploaded = upload_platform_artifacts(
+                Path(result.output_dir), options.name, options, per_platform=run.inputs.artifact_per_platform
+            )
+            for key, value in artifact_outputs(uploaded).items():
+                runner.set_output(key, value)
+            extra = summary_rows(uploaded)
+    with runner.group("Outputs and summary"):
+        for key, value in summary.outputs(result).items():
+            runner.set_output(key, value)
+        runner.append_summary(summary.markdown(result, extra))
+        if result.timings.platforms:
+            runner.info(summary.console_table(result))
+        if result.output_dir:
+            runner.info(f"files: {result.output_dir}/<os>_<arch>/")
+
+
+def cleanup(store: Path, name: str, workdir: Path | None, remove_builder: bool) -> None:
+    """Remove the builder when asked; always delete the kubeconfig and secrets.
+    Only warns: a failed cleanup never hides the real error."""
+    with runner.group("Cleanup"):
+        if name and remove_builder:
+            try:
+                cmd.run(
+                    [*build.buildx_command(), "rm", "--force", name],
+                    env={"BUILDX_CONFIG": str(store)},
+                    timeout=120,
+                    what=f"buildx rm {name}",
+                )
+            except KubebuildxError as exc:
+                runner.warning(f"could not remove builder {name}: {exc}")
+                instance.remove(name, store)
+        elif name:
+            runner.info(f"keeping builder {name} warm (cleanup: false)")
+        if workdir and workdir.is_dir():
+            shutil.rmtree(workdir, ignore_errors=True)
+            runner.info("deleted the kubeconfig and secrets")
+
+
+def write_marks(run: Run) -> None:
+    """For benchmarks: what kubebuildx itself spent before buildx started building."""
+    target = run.env.get("KUBEBUILDX_TRACE")
+    if not target:
+        return
+    marks = dict(run.marks)
+    boot = marks.get("boot-end", 0.0) - marks.get("boot-start", 0.0)
+    marks["overhead"] = marks.get("build-start", 0.0) - boot
+    Path(target).write_text(json.dumps(marks, sort_keys=True))
+
+
+def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_cleanup: bool = False) -> int:
+    """The whole job. With ``post_cleanup`` (the action) cleanup is left to the post step."""
+    run = start(inputs, env)
+    failure: KubebuildxError | None = None
+    try:
+        connect(run)
+        native, emulated = check(run)
+        materialize(run, native, emulated)
+        pod_nodes = boot(run)
+        result = run_build(run, pod_nodes)
+        publish(run, result)
+        if result.error:
+            failure = BuildError(result.error, hint="the failing step's log is in the 'Building' group above")
+    finally:
+        write_marks(run)
+        if not post_cleanup:
+            cleanup(run.store, run.spec.name if run.spec else "", run.workdir, run.inputs.cleanup)
+    if failure:
+        raise failure
+    return 0
+
+
+def instance_only(inputs: Inputs, env: Mapping[str, str] | None = None) -> tuple[Run, BuilderSpec]:
+    run = start(inputs, env)
+    connect(run)
+    native, emulated = check(run)
+    spec = materialize(run, native, emulated)
+    return run, spec
+
+
+__all__ = [
+    "Run",
+    "boot",
+    "build_all",
+    "check",
+    "cleanup",
+    "connect",
+    "instance_only",
+    "materialize",
+    "publish",
+    "replace",
+    "run_build",
+    "start",
+]

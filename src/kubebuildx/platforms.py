@@ -1,0 +1,101 @@
+"""Platforms: parsing, normalising and naming, the way containerd and buildx do it.
+
+One ``Platform`` value per target. Names derived from it are used everywhere
+(builder node names, output folders, artifact names), so they live here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kubebuildx.errors import InputError
+
+# containerd's platforms.Normalize, for the architectures a cluster may have.
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
+_DEFAULT_VARIANT = {"arm": "v7"}
+_KNOWN_OS = {"linux", "windows", "darwin", "freebsd"}
+_TOKEN = re.compile(r"^[a-z0-9_.-]+$")
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    os: str
+    arch: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.arch, self.variant) if p)
+
+    @property
+    def slug(self) -> str:
+        """``linux-arm-v7``: for Kubernetes names and artifact names."""
+        return "-".join(p for p in (self.os, self.arch, self.variant) if p)
+
+    @property
+    def folder(self) -> str:
+        """``linux_arm_v7``: the subfolder buildx's local exporter writes for this platform."""
+        return "_".join(p for p in (self.os, self.arch, self.variant) if p)
+
+    def oci(self) -> dict[str, str]:
+        """The OCI image-spec platform object, as buildx stores it."""
+        out = {"architecture": self.arch, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    def same_cpu(self, other: Platform) -> bool:
+        """True when one CPU serves both: same OS and architecture; the variant
+        only matters for 32-bit arm, where v6/v7 differ in what runs."""
+        if (self.os, self.arch) != (other.os, other.arch):
+            return False
+        return self.arch != "arm" or self.variant == other.variant
+
+
+def parse(text: str) -> Platform:
+    """Parse ``os/arch[/variant]`` (or a bare ``arch``, meaning linux)."""
+    raw = text.strip().lower()
+    parts = raw.split("/")
+    if not raw or len(parts) > 3 or not all(parts) or not all(_TOKEN.match(p) for p in parts):
+        raise InputError(
+            f"platform {text.strip()!r} is not of the form os/arch[/variant]",
+            hint="write platforms like linux/amd64, linux/arm64 or linux/arm/v7",
+        )
+    if len(parts) == 1:
+        parts = ["linux", parts[0]]
+    os_name, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
+    if os_name not in _KNOWN_OS:
+        raise InputError(
+            f"platform {text.strip()!r} names an unknown OS {os_name!r}",
+            hint="the OS part comes first: linux/arm64, not arm64/linux",
+        )
+    variant = parts[2] if len(parts) == 3 else _DEFAULT_VARIANT.get(arch, "")
+    if arch == "arm64" and variant == "v8":
+        variant = ""  # containerd normalises arm64/v8 to arm64
+    if arch == "amd64" and variant == "v1":
+        variant = ""
+    return Platform(os_name, arch, variant)
+
+
+def parse_list(items: Iterable[str]) -> tuple[Platform, ...]:
+    """Parse a list of platforms (each item may hold several, comma-separated);
+    duplicates are dropped, first mention wins the order."""
+    seen: dict[Platform, None] = {}
+    for item in items:
+        for part in item.split(","):
+            if part.strip():
+                seen.setdefault(parse(part), None)
+    return tuple(seen)
+
+
+def join(platforms: Iterable[Platform]) -> str:
+    return ",".join(str(p) for p in platforms)

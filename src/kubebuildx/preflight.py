@@ -1,0 +1,317 @@
+"""Preflight: can this cluster build every requested platform natively?
+
+Pure decisions over the API's JSON (nodes, access reviews) first; the thin
+edge that reads them from the cluster with the kubernetes client is at the
+end. A missing platform, a taint, missing RBAC, a bad token or a wrong CA all
+fail here, in seconds, with what we saw and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubebuildx import kube
+from kubebuildx import platforms as plat
+from kubebuildx.builder import ARCH_LABEL, OS_LABEL
+from kubebuildx.errors import ClusterError
+from kubebuildx.platforms import Platform
+
+VARIANT_LABEL = "kubebuildx.dev/arch-variant"
+RBAC_MANIFEST = "deploy/rbac.yaml"
+
+
+@dataclass(frozen=True)
+class Permission:
+    verb: str
+    resource: str
+    group: str = ""
+    subresource: str = ""
+    namespaced: bool = True
+    why: str = ""
+
+    def __str__(self) -> str:
+        res = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+        if self.group:
+            res = f"{res}.{self.group}"
+        return f"{self.verb} {res}"
+
+
+# What buildx's kubernetes driver (v0.36.1 driver/kubernetes) and kubebuildx do.
+# deploy/rbac.yaml grants exactly these (tests/unit/test_preflight.py checks).
+REQUIRED: tuple[Permission, ...] = (
+    Permission("get", "deployments", "apps", why="buildx checks whether the builder exists"),
+    Permission("create", "deployments", "apps", why="buildx boots the builder"),
+    Permission("delete", "deployments", "apps", why="cleanup removes the builder"),
+    Permission("list", "pods", why="buildx picks a running builder pod"),
+    Permission("get", "pods", why="kubebuildx explains pods that do not start"),
+    Permission("create", "pods", subresource="exec", why="buildx talks to BuildKit through exec"),
+    Permission("create", "configmaps", why="buildx stores the BuildKit config"),
+    Permission("update", "configmaps", why="buildx updates the BuildKit config"),
+    Permission("delete", "configmaps", why="cleanup removes the BuildKit config"),
+    Permission("list", "nodes", namespaced=False, why="kubebuildx finds the nodes of each architecture"),
+)
+OPTIONAL: tuple[Permission, ...] = (
+    Permission("list", "events", why="kubebuildx quotes scheduling events when pods do not start"),
+)
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+    def toleration(self) -> str:
+        """The driver-opts line that tolerates this taint."""
+        op = (
+            f"key={self.key},operator=Equal,value={self.value}"
+            if self.value
+            else f"key={self.key},operator=Exists"
+        )
+        return f"tolerations={op},effect={self.effect}"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    platform: Platform | None
+    ready: bool
+    unschedulable: bool
+    taints: tuple[Taint, ...]
+
+
+@dataclass(frozen=True)
+class PlatformCheck:
+    platform: Platform
+    native: tuple[str, ...]  # nodes that can run its builder
+    blocked: tuple[tuple[str, str], ...]  # (node, why not)
+    taints: tuple[Taint, ...]  # taints that keep the builder off otherwise suitable nodes
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.native)
+
+
+def node_info(node: Mapping[str, Any]) -> NodeInfo:
+    meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
+    labels = meta.get("labels") or {}
+    platform: Platform | None = None
+    arch, os_name = labels.get(ARCH_LABEL), labels.get(OS_LABEL, "linux")
+    if arch:
+        try:
+            platform = plat.parse(
+                f"{os_name}/{arch}" + (f"/{labels[VARIANT_LABEL]}" if labels.get(VARIANT_LABEL) else "")
+            )
+        except Exception:  # noqa: BLE001 - an odd label only hides that node
+            platform = None
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    taints = tuple(
+        Taint(t.get("key", ""), t.get("value", "") or "", t.get("effect", ""))
+        for t in spec.get("taints") or []
+    )
+    return NodeInfo(meta.get("name", "?"), platform, ready, bool(spec.get("unschedulable")), taints)
+
+
+def parse_tolerations(value: str) -> tuple[dict[str, str], ...]:
+    """buildx's ``tolerations`` driver option: ``key=k,operator=Exists,effect=E;...``."""
+    out = []
+    for item in value.split(";"):
+        fields = {}
+        for pair in item.split(","):
+            k, _, v = pair.partition("=")
+            if k.strip():
+                fields[k.strip()] = v.strip()
+        if fields:
+            out.append(fields)
+    return tuple(out)
+
+
+def tolerates(tolerations: Iterable[Mapping[str, str]], taint: Taint) -> bool:
+    """Kubernetes' toleration matching (core/v1 Toleration.ToleratesTaint)."""
+    for tol in tolerations:
+        if tol.get("effect") and tol["effect"] != taint.effect:
+            continue
+        op = tol.get("operator") or "Equal"
+        key = tol.get("key", "")
+        if op == "Exists" and (not key or key == taint.key):
+            return True
+        if op == "Equal" and key == taint.key and tol.get("value", "") == taint.value:
+            return True
+    return False
+
+
+_BLOCKING_EFFECTS = {"NoSchedule", "NoExecute"}
+
+
+def check_platforms(
+    nodes: Sequence[NodeInfo],
+    requested: Sequence[Platform],
+    tolerations: Mapping[Platform, tuple[dict[str, str], ...]],
+) -> tuple[PlatformCheck, ...]:
+    checks = []
+    for platform in requested:
+        native: list[str] = []
+        blocked: list[tuple[str, str]] = []
+        taints: list[Taint] = []
+        for node in nodes:
+            if node.platform is None or not node.platform.same_cpu(platform):
+                continue
+            if not node.ready:
+                blocked.append((node.name, "not Ready"))
+                continue
+            if node.unschedulable:
+                blocked.append((node.name, "cordoned (unschedulable)"))
+                continue
+            hard = [
+                t
+                for t in node.taints
+                if t.effect in _BLOCKING_EFFECTS and not tolerates(tolerations.get(platform, ()), t)
+            ]
+            if hard:
+                blocked.append((node.name, "tainted " + ", ".join(map(str, hard))))
+                taints.extend(t for t in hard if t not in taints)
+                continue
+            native.append(node.name)
+        checks.append(PlatformCheck(platform, tuple(native), tuple(blocked), tuple(taints)))
+    return tuple(checks)
+
+
+def serveable(nodes: Sequence[NodeInfo]) -> tuple[Platform, ...]:
+    """Every platform some Ready node serves natively (for an empty ``platforms`` input)."""
+    found = {n.platform for n in nodes if n.platform is not None and n.ready and not n.unschedulable}
+    return tuple(sorted(p for p in found if p is not None))
+
+
+def describe_cluster(nodes: Sequence[NodeInfo]) -> str:
+    by: dict[str, list[str]] = {}
+    for node in nodes:
+        by.setdefault(str(node.platform) if node.platform else "unlabelled", []).append(node.name)
+    if not by:
+        return "the cluster has no nodes"
+    return "the cluster has " + "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in sorted(by.items()))
+
+
+def table(checks: Sequence[PlatformCheck]) -> str:
+    """The preflight table: platform, native nodes, problems."""
+    rows = [("PLATFORM", "NATIVE NODES", "PROBLEMS")]
+    for c in checks:
+        problems = "; ".join(f"{n}: {why}" for n, why in c.blocked) or "-"
+        rows.append((str(c.platform), ", ".join(c.native) or "(none)", problems))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}" for r in rows)
+
+
+def decide(
+    checks: Sequence[PlatformCheck], nodes: Sequence[NodeInfo], *, qemu_fallback: bool
+) -> tuple[tuple[Platform, ...], dict[Platform, Platform]]:
+    """Split platforms into native and emulated, or raise with the fix.
+
+    With qemu-fallback, a platform no node serves is emulated on the first
+    platform that is served natively.
+    """
+    native = tuple(c.platform for c in checks if c.ok)
+    failing = [c for c in checks if not c.ok]
+    if not failing:
+        return native, {}
+    tainted = [c for c in failing if c.taints]
+    if tainted and not qemu_fallback:
+        lines = [
+            f"{c.platform}: every {c.platform.arch} node is tainted ("
+            + ", ".join(f"{n}: {why}" for n, why in c.blocked)
+            + ")"
+            for c in tainted
+        ]
+        fixes = sorted({f"{c.platform}:{t.toleration()}" for c in tainted for t in c.taints})
+        raise ClusterError(
+            "no node can run the builder for "
+            + ", ".join(str(c.platform) for c in tainted)
+            + ":\n  "
+            + "\n  ".join(lines),
+            hint="tolerate the taint in driver-opts:\n    "
+            + "\n    ".join(fixes)
+            + "\n  or remove it (kubectl taint nodes NODE KEY-)",
+        )
+    if not qemu_fallback or not native:
+        missing = ", ".join(str(c.platform) for c in failing)
+        blocked = "".join(
+            f"\n  {c.platform}: " + "; ".join(f"{n} {why}" for n, why in c.blocked)
+            for c in failing
+            if c.blocked
+        )
+        raise ClusterError(
+            f"no Ready node serves {missing} natively; {describe_cluster(nodes)}{blocked}",
+            hint=f"add a node labelled {ARCH_LABEL}={failing[0].platform.arch}, drop {missing} from "
+            "platforms, or set qemu-fallback: true to emulate it (slower)",
+        )
+    return native, {c.platform: native[0] for c in failing}
+
+
+def missing_permissions(allowed: Mapping[Permission, bool]) -> tuple[Permission, ...]:
+    return tuple(p for p in REQUIRED if not allowed.get(p, False))
+
+
+def raise_for_rbac(missing: Sequence[Permission], namespace: str, user: str) -> None:
+    if not missing:
+        return
+    lines = "\n  ".join(
+        f"{p} ({'cluster-wide' if not p.namespaced else 'in ' + namespace}): {p.why}" for p in missing
+    )
+    raise ClusterError(
+        f"{user or 'the kubeconfig user'} lacks permissions kubebuildx needs:\n  {lines}",
+        hint=f"apply the Role and ClusterRole in {RBAC_MANIFEST} (edit its namespace and subject), "
+        f"e.g. kubectl apply -f {RBAC_MANIFEST}",
+    )
+
+
+def access_review(p: Permission, namespace: str) -> dict[str, Any]:
+    attrs: dict[str, str] = {"verb": p.verb, "resource": p.resource, "group": p.group}
+    if p.subresource:
+        attrs["subresource"] = p.subresource
+    if p.namespaced:
+        attrs["namespace"] = namespace
+    return {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attrs},
+    }
+
+
+# ---- the edge: read the cluster --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    nodes: tuple[NodeInfo, ...]
+    allowed: Mapping[Permission, bool]
+    namespace_exists: bool | None  # None: not allowed to tell
+    version: str
+
+
+def read_cluster(api: Any, server: str, namespace: str) -> ClusterState:
+    status, version = kube.request(api, "GET", "/version", server, "reading the server version")
+    allowed: dict[Permission, bool] = {}
+    for perm in (*REQUIRED, *OPTIONAL):
+        status, review = kube.request(
+            api,
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            server,
+            "SelfSubjectAccessReview",
+            access_review(perm, namespace),
+        )
+        allowed[perm] = bool(status == 201 and (review or {}).get("status", {}).get("allowed"))
+    nodes: tuple[NodeInfo, ...] = ()
+    if allowed[REQUIRED[-1]]:
+        status, body = kube.request(api, "GET", "/api/v1/nodes", server, "listing nodes")
+        if status == 200:
+            nodes = tuple(node_info(n) for n in body.get("items", []))
+    status, _ = kube.request(api, "GET", f"/api/v1/namespaces/{namespace}", server, "reading the namespace")
+    exists = True if status == 200 else False if status == 404 else None
+    return ClusterState(nodes, allowed, exists, (version or {}).get("gitVersion", "?"))

@@ -1,0 +1,170 @@
+"""BuildKit's progress stream (``buildx build --progress rawjson``) to a
+readable log and to per-platform step timings.
+
+Each stdout/stderr line of rawjson is one ``client.SolveStatus`` as JSON:
+vertexes (digest, name, started, completed, cached, error) and logs. Vertex
+names carry the platform for multi-platform builds: ``[linux/arm64 build 2/3] RUN make``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+_PLATFORM_PREFIX = re.compile(
+    r"^\[(?P<platform>[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?)(?: (?P<rest>[^\]]*))?\] ?(?P<tail>.*)$"
+)
+
+
+def parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    # RFC 3339 with up to nanoseconds; Python keeps microseconds.
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(m.group(1) + frac + tz).timestamp()
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``[linux/arm64 build 2/3] RUN make`` → (``linux/arm64``, ``[build 2/3] RUN make``)."""
+    m = _PLATFORM_PREFIX.match(name)
+    if (
+        not m
+        or "/" not in m["platform"]
+        or m["platform"].count("/") > 2
+        or not m["platform"].startswith(("linux/", "windows/", "darwin/", "freebsd/"))
+    ):
+        return "", name
+    rest = m["rest"]
+    step = f"[{rest}] {m['tail']}" if rest else m["tail"]
+    return m["platform"], step
+
+
+@dataclass
+class Vertex:
+    digest: str
+    name: str
+    started: float | None = None
+    completed: float | None = None
+    cached: bool = False
+    error: str = ""
+
+    @property
+    def seconds(self) -> float:
+        if self.started is None or self.completed is None:
+            return 0.0
+        return max(0.0, self.completed - self.started)
+
+
+@dataclass
+class Progress:
+    """Folds SolveStatus lines; ``on_line`` renders a plain log as they arrive."""
+
+    vertexes: dict[str, Vertex] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)  # lines that were not JSON (buildx's own messages)
+
+    def feed(self, line: str) -> list[str]:
+        """Consume one line; return the log lines to print for it."""
+        line = line.strip()
+        if not line:
+            return []
+        try:
+            status = json.loads(line)
+        except ValueError:
+            self.other.append(line)
+            return [line]
+        if not isinstance(status, dict):
+            return []
+        out: list[str] = []
+        for v in status.get("vertexes") or []:
+            digest = v.get("digest", "")
+            known = self.vertexes.get(digest)
+            if known is None:
+                known = self.vertexes[digest] = Vertex(digest, v.get("name", ""))
+                self.order.append(digest)
+            was_started, was_done = known.started is not None, known.completed is not None
+            known.started = parse_time(v.get("started")) or known.started
+            known.completed = parse_time(v.get("completed")) or known.completed
+            known.cached = bool(v.get("cached")) or known.cached
+            known.error = v.get("error") or known.error
+            n = self.order.index(digest) + 1
+            if known.started is not None and not was_started and not known.cached:
+                out.append(f"#{n} {known.name}")
+            if known.completed is not None and not was_done:
+                if known.error:
+                    out.append(f"#{n} ERROR: {known.error}")
+                elif known.cached:
+                    out.append(f"#{n} CACHED {known.name}")
+                else:
+                    out.append(f"#{n} DONE {known.seconds:.1f}s")
+        for log in status.get("logs") or []:
+            digest = log.get("vertex", "")
+            n = self.order.index(digest) + 1 if digest in self.vertexes else 0
+            try:
+                data = base64.b64decode(log.get("data") or "").decode("utf-8", "replace")
+            except ValueError:
+                continue
+            out.extend(f"#{n} {text}" for text in data.rstrip("\n").splitlines())
+        for warning in status.get("warnings") or []:
+            short = base64.b64decode(warning.get("short") or "").decode("utf-8", "replace")
+            out.append(f"WARNING: {short}")
+        return out
+
+    def timings(self, single: str = "") -> Timings:
+        return timings((self.vertexes[d] for d in self.order), single=single)
+
+    def errors(self) -> list[str]:
+        return [v.error for v in (self.vertexes[d] for d in self.order) if v.error]
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    seconds: dict[str, float]  # platform → seconds
+    cached: dict[str, bool]
+
+
+@dataclass(frozen=True)
+class Timings:
+    platforms: tuple[str, ...]
+    steps: tuple[Step, ...]
+    totals: dict[str, float]  # platform → wall seconds from its first step's start to its last step's end
+    shared: float  # seconds of steps that belong to no platform (context transfer, export)
+
+    def as_json(self) -> dict[str, float]:
+        return {p: round(self.totals[p], 3) for p in self.platforms}
+
+
+def timings(vertexes: Iterable[Vertex], single: str = "") -> Timings:
+    """Per-platform step times. A single-platform build has no platform in its
+    vertex names: ``single`` names the platform its steps belong to."""
+    steps: dict[str, Step] = {}
+    spans: dict[str, list[float]] = {}
+    shared_spans: list[float] = []
+    seen_platforms: list[str] = []
+    for v in vertexes:
+        platform, label = split_name(v.name)
+        if not platform and single and label.startswith("[") and not label.startswith("[internal]"):
+            platform = single
+        if not platform:
+            if v.started is not None and v.completed is not None:
+                shared_spans += [v.started, v.completed]
+            continue
+        if platform not in seen_platforms:
+            seen_platforms.append(platform)
+        step = steps.setdefault(label, Step(label, {}, {}))
+        step.seconds[platform] = step.seconds.get(platform, 0.0) + v.seconds
+        step.cached[platform] = v.cached and step.cached.get(platform, True)
+        if v.started is not None and v.completed is not None:
+            spans.setdefault(platform, []).extend([v.started, v.completed])
+    totals = {p: (max(spans[p]) - min(spans[p])) if spans.get(p) else 0.0 for p in seen_platforms}
+    shared = (max(shared_spans) - min(shared_spans)) if shared_spans else 0.0
+    return Timings(tuple(seen_platforms), tuple(steps.values()), totals, shared)

@@ -1,0 +1,134 @@
+"""Outputs and the step summary: pure functions from results to text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubebuildx.builder import BuilderSpec
+from kubebuildx.progress import Timings
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    spec: BuilderSpec
+    timings: Timings
+    pod_nodes: Mapping[str, str]  # buildx node → Kubernetes node its pod ran on
+    metadata: Mapping[str, Any]
+    output_dir: str
+    seconds: float
+    error: str = ""
+
+
+def _fmt(seconds: float) -> str:
+    if seconds >= 60:
+        return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+    return f"{seconds:.1f}s"
+
+
+def nodes_json(result: BuildResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": n.name,
+            "platform": str(n.platform),
+            "kubernetes-node": result.pod_nodes.get(n.name, ""),
+            "namespace": result.spec.namespace,
+            "emulated": n.emulated_on is not None,
+        }
+        for n in result.spec.nodes
+    ]
+
+
+def digest(metadata: Mapping[str, Any]) -> str:
+    value = metadata.get("containerimage.digest", "")
+    return value if isinstance(value, str) else ""
+
+
+def outputs(result: BuildResult) -> dict[str, str]:
+    """The step outputs other steps consume."""
+    return {
+        "builder": result.spec.name,
+        "platforms": ",".join(str(p) for p in result.spec.platforms),
+        "nodes": json.dumps(nodes_json(result), separators=(",", ":")),
+        "metadata": json.dumps(dict(result.metadata), separators=(",", ":"), sort_keys=True),
+        "digest": digest(result.metadata),
+        "imageid": str(result.metadata.get("containerimage.config.digest", "")),
+        "output-dir": result.output_dir,
+        "durations": json.dumps(result.timings.as_json(), separators=(",", ":"), sort_keys=True),
+    }
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("|", "\\|").replace("\n", " ")
+
+
+def timings_table(result: BuildResult) -> str:
+    """A row per step, a column per platform."""
+    t = result.timings
+    cols = list(t.platforms) or [str(p) for p in result.spec.platforms]
+    head = "| Step | " + " | ".join(f"`{c}`" for c in cols) + " |"
+    sep = "|---|" + "---:|" * len(cols)
+    node_by_platform = {str(n.platform): n for n in result.spec.nodes}
+
+    def where(c: str) -> str:
+        n = node_by_platform.get(c)
+        if not n:
+            return "-"
+        k8s = result.pod_nodes.get(n.name, "?")
+        return f"{k8s}" + (" (emulated)" if n.emulated_on else "")
+
+    rows = [head, sep, "| _Kubernetes node_ | " + " | ".join(where(c) for c in cols) + " |"]
+    for step in t.steps:
+        label = step.label if len(step.label) <= 80 else step.label[:77] + "..."
+        cells = []
+        for c in cols:
+            if c not in step.seconds:
+                cells.append("")
+            elif step.cached.get(c):
+                cells.append("cached")
+            else:
+                cells.append(_fmt(step.seconds[c]))
+        rows.append(f"| {_escape(label)} | " + " | ".join(cells) + " |")
+    rows.append("| **Total** | " + " | ".join(f"**{_fmt(t.totals.get(c, 0.0))}**" for c in cols) + " |")
+    return "\n".join(rows)
+
+
+def markdown(result: BuildResult, extra: str = "") -> str:
+    status = ":x: failed" if result.error else ":white_check_mark: built"
+    plats = ", ".join(f"`{p}`" for p in result.spec.platforms)
+    lines = [
+        f"### kubebuildx: {status} {plats} natively in {_fmt(result.seconds)}",
+        "",
+        f"Builder `{result.spec.name}` in namespace `{result.spec.namespace}`.",
+        "",
+        timings_table(result),
+    ]
+    if digest(result.metadata):
+        lines += ["", f"Digest: `{digest(result.metadata)}`"]
+    if result.output_dir:
+        lines += ["", f"Output: `{result.output_dir}` (one folder per platform)"]
+    if result.error:
+        lines += ["", "```", result.error, "```"]
+    if extra:
+        lines += ["", extra]
+    return "\n".join(lines)
+
+
+def console_table(result: BuildResult) -> str:
+    """The same table for a terminal."""
+    t = result.timings
+    cols = list(t.platforms)
+    rows: list[Sequence[str]] = [["STEP", *cols]]
+    for step in t.steps:
+        rows.append(
+            [step.label[:60]]
+            + [
+                "cached" if step.cached.get(c) else (_fmt(step.seconds[c]) if c in step.seconds else "")
+                for c in cols
+            ]
+        )
+    rows.append(["TOTAL", *(_fmt(t.totals.get(c, 0.0)) for c in cols)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows)
