@@ -28,7 +28,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from kubebuildx import runner
-from kubebuildx.artifacts.retry import BLOCK_BACKOFF, Backoff, BlockFailure, block_should_retry
+from kubebuildx.artifacts import retry
+from kubebuildx.artifacts.retry import Backoff, BlockFailure, block_should_retry
 from kubebuildx.artifacts.service import USER_AGENT, redact_url
 from kubebuildx.errors import ArtifactError
 
@@ -68,7 +69,7 @@ class BlockUploader:
         session: requests.Session | None = None,
         block_size: int = BLOCK_SIZE,
         concurrency: int = CONCURRENCY,
-        backoff: Backoff = BLOCK_BACKOFF,
+        backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         content_type: str = "application/zip",
     ) -> None:
@@ -79,7 +80,7 @@ class BlockUploader:
         self._session.mount("https://", adapter)
         self._session.headers.update({"User-Agent": USER_AGENT, "x-ms-version": STORAGE_VERSION})
         self._block_size = block_size
-        self._backoff = backoff
+        self._backoff = backoff or retry.BLOCK_BACKOFF
         self._sleep = sleep
         self._content_type = content_type
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="block")

@@ -27,7 +27,8 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 import requests
 
 from kubebuildx import __version__, runner
-from kubebuildx.artifacts.retry import TWIRP_BACKOFF, Backoff, Verdict, twirp_verdict
+from kubebuildx.artifacts import retry
+from kubebuildx.artifacts.retry import Backoff, Verdict, twirp_verdict
 from kubebuildx.errors import ArtifactError
 
 SERVICE = "github.actions.results.api.v1.ArtifactService"
@@ -283,7 +284,7 @@ class TwirpClient:
         token: str,
         *,
         session: requests.Session | None = None,
-        backoff: Backoff = TWIRP_BACKOFF,
+        backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.origin = origin.rstrip("/")
@@ -291,7 +292,7 @@ class TwirpClient:
         self._session.headers.update(
             {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT, "Content-Type": "application/json"}
         )
-        self._backoff = backoff
+        self._backoff = backoff or retry.TWIRP_BACKOFF
         self._sleep = sleep
 
     def url(self, method: str) -> str:
