@@ -272,6 +272,14 @@ def mask_signed_url(url: str) -> None:
         runner.mask(quote(sig, safe=""))
 
 
+class TwirpFailure(ArtifactError):
+    """The service answered a call with an error that is not worth retrying."""
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
 # --- the client ------------------------------------------------------------------------------
 
 
@@ -324,7 +332,7 @@ class TwirpClient:
                         hint=QUOTA_HINT,
                     )
                 if verdict is Verdict.FAIL:
-                    raise ArtifactError(f"Failed to {method}: {problem}.")
+                    raise TwirpFailure(f"Failed to {method}: {problem}.", status=response.status_code)
             if attempt + 1 < self._backoff.attempts:
                 wait = self._backoff.delay(attempt, random.random())  # noqa: S311 - jitter, not crypto
                 runner.info(

@@ -140,7 +140,15 @@ def upload_entries(ctx: Context, entries: Sequence[Entry], options: UploadOption
     if options.overwrite:
         delete_if_exists(ctx, name)
 
-    reply = ctx.client.call("CreateArtifact", service.create_request(ctx.ids, name, expires_at))
+    try:
+        reply = ctx.client.call("CreateArtifact", service.create_request(ctx.ids, name, expires_at))
+    except service.TwirpFailure as exc:
+        if exc.status != 409:
+            raise
+        raise ArtifactError(
+            f"An artifact named {name} already exists in this workflow run ({exc.message})",
+            hint="give each upload its own name, or set overwrite (--overwrite) to replace it",
+        ) from exc
     if not service.field(reply, "ok", False):
         raise ArtifactError(
             f"CreateArtifact for {name}: the service answered but did not create it.",

@@ -62,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Proxy
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _forward(self) -> None:
@@ -74,7 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             return
         if outcome == "503":
-            payload = b"<?xml version='1.0'?><Error><Code>ServerBusy</Code><Message>injected</Message></Error>"
+            payload = b"<?xml version='1.0'?><Error><Code>ServerBusy</Code><Message>x</Message></Error>"
             self.send_response(503, "Service Unavailable")
             self.send_header("x-ms-error-code", "ServerBusy")
             self.send_header("Content-Length", str(len(payload)))

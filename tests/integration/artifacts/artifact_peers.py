@@ -42,7 +42,7 @@ def cache_dir() -> Path:
 def install_peers() -> Path:
     """npm-install the pinned peers once; later calls only check the stamp."""
     if shutil.which("node") is None or shutil.which("npm") is None:
-        raise RuntimeError("node and npm are needed for the artifact integration tests (apt-get install nodejs npm)")
+        raise RuntimeError("the artifact integration tests need node and npm (apt-get install nodejs npm)")
     target = cache_dir()
     target.mkdir(parents=True, exist_ok=True)
     wanted = {"azurite": AZURITE_VERSION, "@actions/artifact": ARTIFACT_CLIENT_VERSION}

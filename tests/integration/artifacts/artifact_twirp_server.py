@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-
 from artifact_peers import ACCOUNT, ACCOUNT_KEY
 
 SERVICE_PATH = "/twirp/github.actions.results.api.v1.ArtifactService/"
@@ -128,7 +127,14 @@ def blob_sas(blob: str, permissions: str, content_disposition: str = "") -> str:
 def account_sas() -> str:
     expiry = _expiry()
     fields = [ACCOUNT, "rwdlac", "b", "sco", "", expiry, "", "", SAS_VERSION, "", ""]
-    params = {"sv": SAS_VERSION, "ss": "b", "srt": "sco", "sp": "rwdlac", "se": expiry, "sig": _sign("\n".join(fields))}
+    params = {
+        "sv": SAS_VERSION,
+        "ss": "b",
+        "srt": "sco",
+        "sp": "rwdlac",
+        "se": expiry,
+        "sig": _sign("\n".join(fields)),
+    }
     return urlencode(params, quote_via=quote)
 
 
@@ -216,6 +222,8 @@ class ArtifactService:
         with self._lock:
             self.calls.clear()
             self.faults.clear()
+            self.seen_auth.clear()
+            self.seen_user_agents.clear()
             self.camel_replies = False
             self.upload_endpoint = self.blob_endpoint
 
@@ -240,9 +248,9 @@ class ArtifactService:
 
     def _find(self, run: str, name: str, finalized: bool | None = None) -> Artifact | None:
         for artifact in self.artifacts.values():
-            if artifact.run == run and artifact.name == name:
-                if finalized is None or artifact.finalized == finalized:
-                    return artifact
+            same = artifact.run == run and artifact.name == name
+            if same and (finalized is None or artifact.finalized == finalized):
+                return artifact
         return None
 
     def _CreateArtifact(self, run: str, job: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +352,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
