@@ -59,32 +59,45 @@ def api_client(kubeconfig_path: str) -> Any:
     return client.ApiClient(configuration)
 
 
-def request(api: Any, method: str, path: str, server: str, what: str, body: Any = None) -> tuple[int, Any]:
-    from kubernetes.client.exceptions import ApiException
-
+def request(
+    api: Any,
+    method: str,
+    path: str,
+    server: str,
+    what: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """One API call: (HTTP status, decoded JSON). 401 and transport failures
+    raise with the fix; other statuses are the caller's to judge."""
     try:
-        resp = api.call_api(
-            path,
+        method_, url, headers, body_, post = api.param_serialize(
             method,
-            body=body,
+            path,
+            query_params=list((query or {}).items()),
             header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            body=body,
             auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=API_TIMEOUT,
         )
-    except ApiException as exc:
-        if exc.status in (401,):
-            raise explain_status(exc.status, server, what) from None
-        return exc.status, None
+        resp = api.call_api(
+            method_, url, header_params=headers, body=body_, post_params=post, _request_timeout=API_TIMEOUT
+        )
+        data = resp.read()
     except Exception as exc:  # noqa: BLE001 - urllib3 raises many kinds; all mean "cannot connect"
         raise explain_connection_error(exc, server) from None
-    raw = resp[0] if isinstance(resp, tuple) else resp
-    return raw.status, json.loads(raw.data or b"null")
+    if resp.status == 401:
+        raise explain_status(resp.status, server, what)
+    try:
+        return resp.status, json.loads(data or b"null")
+    except ValueError:
+        return resp.status, None
 
 
-def get_items(api: Any, path: str, server: str, what: str) -> list[dict[str, Any]]:
+def get_items(
+    api: Any, path: str, server: str, what: str, query: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """GET a list; an empty list when it is forbidden or absent."""
-    status, body = request(api, "GET", path, server, what)
+    status, body = request(api, "GET", path, server, what, query=query)
     if status != 200 or not isinstance(body, dict):
         return []
     items: list[dict[str, Any]] = body.get("items") or []

@@ -197,9 +197,10 @@ def pods_of(run: Run, node: str) -> list[dict[str, Any]]:
     assert run.config is not None
     return kube.get_items(
         run.api,
-        f"/api/v1/namespaces/{run.namespace}/pods?labelSelector=app%3D{node}",
+        f"/api/v1/namespaces/{run.namespace}/pods",
         run.config.server,
         "listing builder pods",
+        query={"labelSelector": f"app={node}"},
     )
 
 

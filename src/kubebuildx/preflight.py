@@ -245,10 +245,18 @@ def decide(
             for c in failing
             if c.blocked
         )
+        if all(c.blocked for c in failing):
+            hint = (
+                "the nodes exist but cannot take pods: make them Ready (check their kubelet) or "
+                "uncordon them (kubectl uncordon NODE)"
+            )
+        else:
+            hint = (
+                f"add a node labelled {ARCH_LABEL}={failing[0].platform.arch}, drop {missing} from "
+                "platforms, or set qemu-fallback: true to emulate it (slower)"
+            )
         raise ClusterError(
-            f"no Ready node serves {missing} natively; {describe_cluster(nodes)}{blocked}",
-            hint=f"add a node labelled {ARCH_LABEL}={failing[0].platform.arch}, drop {missing} from "
-            "platforms, or set qemu-fallback: true to emulate it (slower)",
+            f"no Ready node serves {missing} natively; {describe_cluster(nodes)}{blocked}", hint=hint
         )
     return native, {c.platform: native[0] for c in failing}
 

@@ -1,0 +1,126 @@
+"""The container action's entrypoints, run the way a runner runs them: INPUT_*
+variables (hyphens kept), GITHUB_OUTPUT / GITHUB_STEP_SUMMARY / GITHUB_STATE
+files, then the post-entrypoint with STATE_* variables."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_build_cluster import KUBEBUILDX, ROOT, cenv, deployments, secrets_of  # noqa: F401
+
+pytestmark = pytest.mark.cluster
+
+
+def read_file_commands(path: Path) -> dict[str, str]:
+    """The runner's parser for `name<<delimiter` blocks."""
+    out: dict[str, str] = {}
+    lines = path.read_text().split("\n")
+    i = 0
+    while i < len(lines):
+        match = re.match(r"^([^<=]+)<<(.+)$", lines[i])
+        if match:
+            name, delim = match.groups()
+            j = lines.index(delim, i + 1)
+            out[name] = "\n".join(lines[i + 1 : j])
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+def runner_env(tmp: Path, cenv: dict[str, str]) -> dict[str, str]:
+    files = {}
+    for name in ("OUTPUT", "STEP_SUMMARY", "STATE", "ENV", "PATH"):
+        f = tmp / "file_commands" / name.lower()
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+        files[f"GITHUB_{name}"] = str(f)
+    (tmp / "runner_temp").mkdir()
+    (tmp / "home").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))}
+    env.pop("KUBECONFIG", None)
+    env.update(files)
+    env.update({
+        "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "octo/app",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_JOB": "build",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "RUNNER_TEMP": str(tmp / "runner_temp"),
+        "HOME": str(tmp / "home"),
+    })
+    return env
+
+
+def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, str], tmp_path: Path) -> None:
+    env = runner_env(tmp_path, cenv)
+    kubeconfig_text = Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]).read_text()
+    env.update({
+        "INPUT_KUBECONFIG": base64.b64encode(kubeconfig_text.encode()).decode(),
+        "INPUT_NAMESPACE": cenv["KUBEBUILDX_NAMESPACE"],
+        "INPUT_PLATFORMS": "linux/amd64\nlinux/arm64",
+        "INPUT_CONTEXT": str(ROOT / "tests" / "fixtures" / "contexts" / "multistage"),
+        "INPUT_BUILD-CONTEXTS": cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
+        "INPUT_BUILD-ARGS": "GREETING=from-action",
+        "INPUT_CLEANUP": "true",
+        "INPUT_UPLOAD-ARTIFACTS": "true",  # no ACTIONS_RUNTIME_TOKEN here: skipped
+    })
+    main = subprocess.run([str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    printed = main.stdout + main.stderr
+    assert main.returncode == 0, printed[-4000:]
+    assert "::group::Booting builder" in printed and "::endgroup::" in printed
+    outputs = read_file_commands(Path(env["GITHUB_OUTPUT"]))
+    builder = outputs["builder"]
+    assert builder.startswith("kbx-4242-")
+    assert outputs["platforms"] == "linux/amd64,linux/arm64"
+    nodes = json.loads(outputs["nodes"])
+    assert {(n["platform"], n["kubernetes-node"]) for n in nodes} == {
+        ("linux/amd64", cenv["KUBEBUILDX_NODE_AMD64"]), ("linux/arm64", cenv["KUBEBUILDX_NODE_ARM64"])}
+    durations = json.loads(outputs["durations"])
+    assert set(durations) == {"linux/amd64", "linux/arm64"} and all(v > 0 for v in durations.values())
+    out = Path(outputs["output-dir"])
+    assert (out / "linux_arm64" / "greeting").read_text().strip() == "from-action"
+    summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "| Step | `linux/amd64` | `linux/arm64` |" in summary
+    assert cenv["KUBEBUILDX_NODE_ARM64"] in summary and "**Total**" in summary
+    # the kubeconfig stays for the post step, private
+    state = read_file_commands(Path(env["GITHUB_STATE"]))
+    kubeconfig_file = Path(state["workdir"]) / "kubeconfig"
+    assert oct(kubeconfig_file.stat().st_mode & 0o777) == "0o600"
+    assert deployments(cenv, builder), "the main step leaves cleanup to the post step"
+
+    post_env = {**env, **{f"STATE_{k}": v for k, v in state.items()}}
+    post = subprocess.run([str(KUBEBUILDX), "action", "--post"], env=post_env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert post.returncode == 0, post.stdout + post.stderr
+    assert not kubeconfig_file.exists()
+    assert deployments(cenv, builder) == []
+
+    # No secret of the kubeconfig anywhere: logs, outputs, summary, state, files written
+    everything = printed + post.stdout + post.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            everything += path.read_bytes().decode("utf-8", "replace")
+    for secret in [*secrets_of(Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"])), env["INPUT_KUBECONFIG"]]:
+        assert secret not in everything
+
+
+def test_action_bad_input_fails_before_anything_runs(cenv: dict[str, str], tmp_path: Path) -> None:
+    env = runner_env(tmp_path, cenv)
+    env.update({"INPUT_KUBECONFIG": Path(cenv["KUBEBUILDX_KUBECONFIG_ADMIN"]).read_text(),
+                "INPUT_PLATFORMS": "linux/amd64,arm64/linux", "INPUT_CLEANUP": "true"})
+    run = subprocess.run([str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert run.returncode == 2
+    assert "::error title=Invalid input::" in run.stdout
+    assert "arm64/linux" in run.stdout
+    assert "Invalid input" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
