@@ -18,7 +18,7 @@ _ARCH_ALIASES = {
     "x86-64": "amd64",
     "aarch64": "arm64",
     "armhf": "arm",
-    "armel": "arm",
+    "armel": "arm",  # with variant v6, below
     "i386": "386",
     "i686": "386",
 }
@@ -79,7 +79,11 @@ def parse(text: str) -> Platform:
             hint="the OS part comes first: linux/arm64, not arm64/linux",
         )
     variant = parts[2] if len(parts) == 3 else _DEFAULT_VARIANT.get(arch, "")
-    if arch == "arm64" and variant == "v8":
+    if parts[1] == "armel":
+        variant = "v6"  # containerd: armel is arm/v6, armhf arm/v7
+    if arch == "arm" and variant in {"5", "6", "7", "8"}:
+        variant = "v" + variant  # containerd accepts linux/arm/7 for linux/arm/v7
+    if arch == "arm64" and variant in {"8", "v8", "v8.0"}:
         variant = ""  # containerd normalises arm64/v8 to arm64
     if arch == "amd64" and variant == "v1":
         variant = ""
