@@ -150,6 +150,7 @@ def timings(vertexes: Iterable[Vertex], single: str = "") -> Timings:
     spans: dict[str, list[float]] = {}
     shared_spans: list[float] = []
     seen_platforms: list[str] = []
+    first: dict[str, float] = {}
     for v in vertexes:
         platform, label = split_name(v.name)
         if not platform and single and label.startswith("[") and not label.startswith("[internal]"):
@@ -165,6 +166,10 @@ def timings(vertexes: Iterable[Vertex], single: str = "") -> Timings:
         step.cached[platform] = v.cached and step.cached.get(platform, True)
         if v.started is not None and v.completed is not None:
             spans.setdefault(platform, []).extend([v.started, v.completed])
+        if v.started is not None:
+            first[label] = min(first.get(label, v.started), v.started)
     totals = {p: (max(spans[p]) - min(spans[p])) if spans.get(p) else 0.0 for p in seen_platforms}
+    # Steps in the order they started (BuildKit reports vertexes in no useful order).
+    ordered = sorted(steps.values(), key=lambda s: first.get(s.label, float("inf")))
     shared = (max(shared_spans) - min(shared_spans)) if shared_spans else 0.0
-    return Timings(tuple(seen_platforms), tuple(steps.values()), totals, shared)
+    return Timings(tuple(seen_platforms), tuple(ordered), totals, shared)

@@ -12,9 +12,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_build_cluster import KUBEBUILDX, ROOT, cenv, deployments, secrets_of  # noqa: F401
+from cluster_helpers import KUBEBUILDX, ROOT, cluster_env, deployments, secrets_of
 
 pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def cenv() -> dict[str, str]:
+    return cluster_env()
 
 
 def read_file_commands(path: Path) -> dict[str, str]:
@@ -43,38 +48,45 @@ def runner_env(tmp: Path, cenv: dict[str, str]) -> dict[str, str]:
         files[f"GITHUB_{name}"] = str(f)
     (tmp / "runner_temp").mkdir()
     (tmp / "home").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))
+    }
     env.pop("KUBECONFIG", None)
     env.update(files)
-    env.update({
-        "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_REPOSITORY": "octo/app",
-        "GITHUB_RUN_ID": "4242",
-        "GITHUB_RUN_ATTEMPT": "1",
-        "GITHUB_JOB": "build",
-        "GITHUB_SERVER_URL": "https://github.com",
-        "RUNNER_TEMP": str(tmp / "runner_temp"),
-        "HOME": str(tmp / "home"),
-    })
+    env.update(
+        {
+            "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_REPOSITORY": "octo/app",
+            "GITHUB_RUN_ID": "4242",
+            "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_JOB": "build",
+            "GITHUB_SERVER_URL": "https://github.com",
+            "RUNNER_TEMP": str(tmp / "runner_temp"),
+            "HOME": str(tmp / "home"),
+        }
+    )
     return env
 
 
 def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, str], tmp_path: Path) -> None:
     env = runner_env(tmp_path, cenv)
     kubeconfig_text = Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]).read_text()
-    env.update({
-        "INPUT_KUBECONFIG": base64.b64encode(kubeconfig_text.encode()).decode(),
-        "INPUT_NAMESPACE": cenv["KUBEBUILDX_NAMESPACE"],
-        "INPUT_PLATFORMS": "linux/amd64\nlinux/arm64",
-        "INPUT_CONTEXT": str(ROOT / "tests" / "fixtures" / "contexts" / "multistage"),
-        "INPUT_BUILD-CONTEXTS": cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
-        "INPUT_BUILD-ARGS": "GREETING=from-action",
-        "INPUT_CLEANUP": "true",
-        "INPUT_UPLOAD-ARTIFACTS": "true",  # no ACTIONS_RUNTIME_TOKEN here: skipped
-    })
-    main = subprocess.run([str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
+    env.update(
+        {
+            "INPUT_KUBECONFIG": base64.b64encode(kubeconfig_text.encode()).decode(),
+            "INPUT_NAMESPACE": cenv["KUBEBUILDX_NAMESPACE"],
+            "INPUT_PLATFORMS": "linux/amd64\nlinux/arm64",
+            "INPUT_CONTEXT": str(ROOT / "tests" / "fixtures" / "contexts" / "multistage"),
+            "INPUT_BUILD-CONTEXTS": cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
+            "INPUT_BUILD-ARGS": "GREETING=from-action",
+            "INPUT_CLEANUP": "true",
+            "INPUT_UPLOAD-ARTIFACTS": "true",  # no ACTIONS_RUNTIME_TOKEN here: skipped
+        }
+    )
+    main = subprocess.run(
+        [str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     printed = main.stdout + main.stderr
     assert main.returncode == 0, printed[-4000:]
     assert "::group::Booting builder" in printed and "::endgroup::" in printed
@@ -84,7 +96,9 @@ def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, st
     assert outputs["platforms"] == "linux/amd64,linux/arm64"
     nodes = json.loads(outputs["nodes"])
     assert {(n["platform"], n["kubernetes-node"]) for n in nodes} == {
-        ("linux/amd64", cenv["KUBEBUILDX_NODE_AMD64"]), ("linux/arm64", cenv["KUBEBUILDX_NODE_ARM64"])}
+        ("linux/amd64", cenv["KUBEBUILDX_NODE_AMD64"]),
+        ("linux/arm64", cenv["KUBEBUILDX_NODE_ARM64"]),
+    }
     durations = json.loads(outputs["durations"])
     assert set(durations) == {"linux/amd64", "linux/arm64"} and all(v > 0 for v in durations.values())
     out = Path(outputs["output-dir"])
@@ -99,8 +113,14 @@ def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, st
     assert deployments(cenv, builder), "the main step leaves cleanup to the post step"
 
     post_env = {**env, **{f"STATE_{k}": v for k, v in state.items()}}
-    post = subprocess.run([str(KUBEBUILDX), "action", "--post"], env=post_env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    post = subprocess.run(
+        [str(KUBEBUILDX), "action", "--post"],
+        env=post_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert post.returncode == 0, post.stdout + post.stderr
     assert not kubeconfig_file.exists()
     assert deployments(cenv, builder) == []
@@ -116,10 +136,16 @@ def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, st
 
 def test_action_bad_input_fails_before_anything_runs(cenv: dict[str, str], tmp_path: Path) -> None:
     env = runner_env(tmp_path, cenv)
-    env.update({"INPUT_KUBECONFIG": Path(cenv["KUBEBUILDX_KUBECONFIG_ADMIN"]).read_text(),
-                "INPUT_PLATFORMS": "linux/amd64,arm64/linux", "INPUT_CLEANUP": "true"})
-    run = subprocess.run([str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=60,
-                         check=False)
+    env.update(
+        {
+            "INPUT_KUBECONFIG": Path(cenv["KUBEBUILDX_KUBECONFIG_ADMIN"]).read_text(),
+            "INPUT_PLATFORMS": "linux/amd64,arm64/linux",
+            "INPUT_CLEANUP": "true",
+        }
+    )
+    run = subprocess.run(
+        [str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert run.returncode == 2
     assert "::error title=Invalid input::" in run.stdout
     assert "arm64/linux" in run.stdout

@@ -3,107 +3,55 @@ API, one real BuildKit per architecture. Nothing here is faked."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-import yaml
+from cluster_helpers import (
+    CONTEXT,
+    ELF_MACHINE,
+    ROOT,
+    cluster_env,
+    common,
+    deployments,
+    elf_machine,
+    kubebuildx,
+    secrets_of,
+)
 
 pytestmark = pytest.mark.cluster
-
-ROOT = Path(__file__).resolve().parents[2]
-KUBEBUILDX = ROOT / ".venv" / "bin" / "kubebuildx"
-CONTEXT = ROOT / "tests" / "fixtures" / "contexts" / "multistage"
-ELF_MACHINE = {"x86_64": 62, "aarch64": 183}
 
 
 @pytest.fixture(scope="module")
 def cenv() -> dict[str, str]:
-    out = subprocess.run([str(ROOT / "scripts" / "cluster"), "env", "--json"], capture_output=True, text=True,
-                         check=True)
-    data: dict[str, str] = json.loads(out.stdout)
-    return data
-
-
-def secrets_of(kubeconfig: Path) -> list[str]:
-    doc = yaml.safe_load(kubeconfig.read_text())
-    found = []
-    for entry in doc.get("users", []):
-        user = entry.get("user", {})
-        for key in ("token", "client-key-data"):
-            if user.get(key):
-                found.append(user[key])
-    assert found, "the test kubeconfig should carry a credential"
-    return found
-
-
-class Run:
-    def __init__(self, proc: subprocess.CompletedProcess[str], seconds: float, home: Path) -> None:
-        self.proc, self.seconds, self.home = proc, seconds, home
-
-    @property
-    def text(self) -> str:
-        return self.proc.stdout + self.proc.stderr
-
-
-def kubebuildx(args: list[str], cenv: Mapping[str, str], home: Path, extra: Mapping[str, str] | None = None,
-               timeout: float = 600) -> Run:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))}
-    env.update({
-        "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
-        "DOCKER_CONFIG": str(home / "docker"),
-        "KUBEBUILDX_TEMP": str(home / "tmp"),
-        "HOME": str(home),
-    })
-    env.pop("BUILDX_CONFIG", None)
-    env.pop("KUBECONFIG", None)
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
-    env.update(extra or {})
-    start = time.monotonic()
-    proc = subprocess.run([str(KUBEBUILDX), *args], capture_output=True, text=True, env=env, timeout=timeout,
-                          check=False)
-    return Run(proc, time.monotonic() - start, home)
-
-
-def api_json(cenv: Mapping[str, str], path: str) -> dict:
-    from kubebuildx import kube
-
-    api = kube.api_client(cenv["KUBEBUILDX_KUBECONFIG_ADMIN"])
-    status, body = kube.request(api, "GET", path, "test", "test")
-    assert status in (200, 404), status
-    return body if status == 200 else {}
-
-
-def deployments(cenv: Mapping[str, str], prefix: str) -> list[str]:
-    body = api_json(cenv, f"/apis/apps/v1/namespaces/{cenv['KUBEBUILDX_NAMESPACE']}/deployments")
-    return sorted(d["metadata"]["name"] for d in body.get("items", []) if d["metadata"]["name"].startswith(prefix))
-
-
-def elf_machine(path: Path) -> int:
-    head = path.read_bytes()[:20]
-    assert head[:4] == b"\x7fELF", f"{path} is not an ELF file"
-    return int.from_bytes(head[18:20], "little")
+    return cluster_env()
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
-
-
-def common(cenv: Mapping[str, str], kubeconfig: str | None = None) -> list[str]:
-    return ["--kubeconfig", kubeconfig or cenv["KUBEBUILDX_KUBECONFIG_ADMIN"],
-            "--namespace", cenv["KUBEBUILDX_NAMESPACE"]]
+def home(tmp_path: Path) -> Path:
+    return tmp_path
 
 
 def test_build_runs_each_platform_on_its_own_architecture(cenv: dict[str, str], home: Path) -> None:
-    run = kubebuildx(["build", str(CONTEXT), *common(cenv), "--builder", "kbx-it-native",
-                      "--platforms", "linux/amd64,linux/arm64",
-                      "--build-contexts", cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
-                      "--build-args", "GREETING=native"], cenv, home)
+    run = kubebuildx(
+        [
+            "build",
+            str(CONTEXT),
+            *common(cenv),
+            "--builder",
+            "kbx-it-native",
+            "--platforms",
+            "linux/amd64,linux/arm64",
+            "--build-contexts",
+            cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
+            "--build-args",
+            "GREETING=native",
+        ],
+        cenv,
+        home,
+    )
     assert run.proc.returncode == 0, run.text[-4000:]
     out = home / "tmp" / "kubebuildx" / "kbx-it-native" / "out"
     for folder, machine in (("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")):
@@ -117,15 +65,32 @@ def test_build_runs_each_platform_on_its_own_architecture(cenv: dict[str, str], 
     assert deployments(cenv, "kbx-it-native") == []
 
 
-def test_cleanup_false_keeps_the_builder_warm_and_cleanup_removes_it(cenv: dict[str, str], home: Path) -> None:
-    run = kubebuildx(["build", str(CONTEXT), *common(cenv), "--builder", "kbx-it-warm",
-                      "--platforms", "linux/arm64", "--cleanup", "false",
-                      "--build-contexts", cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"]], cenv, home)
+def test_cleanup_false_keeps_the_builder_warm_and_cleanup_removes_it(
+    cenv: dict[str, str], home: Path
+) -> None:
+    run = kubebuildx(
+        [
+            "build",
+            str(CONTEXT),
+            *common(cenv),
+            "--builder",
+            "kbx-it-warm",
+            "--platforms",
+            "linux/arm64",
+            "--cleanup",
+            "false",
+            "--build-contexts",
+            cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
+        ],
+        cenv,
+        home,
+    )
     assert run.proc.returncode == 0, run.text[-4000:]
     assert deployments(cenv, "kbx-it-warm") == ["kbx-it-warm-linux-arm64"]
     # only the requested platform's node was booted
-    assert (home / "tmp" / "kubebuildx" / "kbx-it-warm" / "out" / "linux_arm64" / "arch").read_text().strip() \
-        == "aarch64"
+    assert (
+        home / "tmp" / "kubebuildx" / "kbx-it-warm" / "out" / "linux_arm64" / "arch"
+    ).read_text().strip() == "aarch64"
     # the post step / `kubebuildx cleanup` removes it
     (home / "docker" / "buildx").mkdir(parents=True, exist_ok=True)
     gone = kubebuildx(["cleanup", "kbx-it-warm"], cenv, home)
@@ -139,19 +104,25 @@ def test_cleanup_false_keeps_the_builder_warm_and_cleanup_removes_it(cenv: dict[
 @pytest.mark.parametrize(
     ("case", "args", "expect", "fix"),
     [
-        ("missing platform", ["--platforms", "linux/amd64,linux/s390x"], "linux/s390x",
-         "qemu-fallback"),
+        ("missing platform", ["--platforms", "linux/amd64,linux/s390x"], "linux/s390x", "qemu-fallback"),
         ("bad token", ["--platforms", "linux/amd64"], "401 Unauthorized", "create a new one"),
         ("wrong CA", ["--platforms", "linux/amd64"], "certificate", "certificate-authority-data"),
-        ("missing RBAC", ["--platforms", "linux/amd64", "--namespace", "default"], "lacks permissions",
-         "deploy/rbac.yaml"),
+        (
+            "missing RBAC",
+            ["--platforms", "linux/amd64", "--namespace", "default"],
+            "lacks permissions",
+            "deploy/rbac.yaml",
+        ),
     ],
 )
-def test_preflight_fails_fast_and_names_the_fix(cenv: dict[str, str], home: Path, case: str, args: list[str],
-                                                expect: str, fix: str) -> None:
-    kubeconfig = {"bad token": cenv["KUBEBUILDX_KUBECONFIG_BAD_TOKEN"],
-                  "wrong CA": cenv["KUBEBUILDX_KUBECONFIG_BAD_CA"],
-                  "missing RBAC": cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]}.get(case)
+def test_preflight_fails_fast_and_names_the_fix(
+    cenv: dict[str, str], home: Path, case: str, args: list[str], expect: str, fix: str
+) -> None:
+    kubeconfig = {
+        "bad token": cenv["KUBEBUILDX_KUBECONFIG_BAD_TOKEN"],
+        "wrong CA": cenv["KUBEBUILDX_KUBECONFIG_BAD_CA"],
+        "missing RBAC": cenv["KUBEBUILDX_KUBECONFIG_LIMITED"],
+    }.get(case)
     argv = ["preflight", "--kubeconfig", kubeconfig or cenv["KUBEBUILDX_KUBECONFIG_ADMIN"]]
     if "--namespace" not in args:
         argv += ["--namespace", cenv["KUBEBUILDX_NAMESPACE"]]
@@ -172,8 +143,19 @@ def test_preflight_names_the_toleration_for_a_tainted_node(cenv: dict[str, str],
         assert run.proc.returncode == 4, run.text
         assert "tainted" in run.text and "linux/arm64:tolerations=key=" in run.text, run.text
         tolerated = run.text.split("linux/arm64:", 1)[1].split()[0]
-        ok = kubebuildx(["preflight", *common(cenv), "--platforms", "linux/arm64",
-                         "--driver-opts", f"linux/arm64:{tolerated}"], cenv, home, timeout=60)
+        ok = kubebuildx(
+            [
+                "preflight",
+                *common(cenv),
+                "--platforms",
+                "linux/arm64",
+                "--driver-opts",
+                f"linux/arm64:{tolerated}",
+            ],
+            cenv,
+            home,
+            timeout=60,
+        )
         assert ok.proc.returncode == 0, ok.text
     finally:
         subprocess.run([cluster, "untaint", node], check=True, capture_output=True)
@@ -181,23 +163,59 @@ def test_preflight_names_the_toleration_for_a_tainted_node(cenv: dict[str, str],
 
 def test_limited_service_account_builds(cenv: dict[str, str], home: Path) -> None:
     """The RBAC documented in deploy/rbac.yaml is enough for the whole job."""
-    run = kubebuildx(["build", str(CONTEXT), *common(cenv, cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]),
-                      "--builder", "kbx-it-limited", "--platforms", "linux/amd64",
-                      "--build-contexts", cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"]], cenv, home)
+    run = kubebuildx(
+        [
+            "build",
+            str(CONTEXT),
+            *common(cenv, cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]),
+            "--builder",
+            "kbx-it-limited",
+            "--platforms",
+            "linux/amd64",
+            "--build-contexts",
+            cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
+        ],
+        cenv,
+        home,
+    )
     assert run.proc.returncode == 0, run.text[-4000:]
     for secret in secrets_of(Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"])):
         assert secret not in run.text
 
 
 def test_instance_file_is_what_buildx_reads(cenv: dict[str, str], home: Path) -> None:
-    run = kubebuildx(["instance", *common(cenv), "--builder", "kbx-it-instance", "--platforms",
-                      "linux/amd64,linux/arm64", "--driver-opts", "replicas=1",
-                      "--driver-opts", "linux/arm64:requests.cpu=1", "--print"], cenv, home)
+    run = kubebuildx(
+        [
+            "instance",
+            *common(cenv),
+            "--builder",
+            "kbx-it-instance",
+            "--platforms",
+            "linux/amd64,linux/arm64",
+            "--driver-opts",
+            "replicas=1",
+            "--driver-opts",
+            "linux/arm64:requests.cpu=1",
+            "--print",
+        ],
+        cenv,
+        home,
+    )
     assert run.proc.returncode == 0, run.text
-    env = {**os.environ, "DOCKER_CONFIG": str(home / "docker"), "PATH": f"{cenv['KUBEBUILDX_BIN']}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DOCKER_CONFIG": str(home / "docker"),
+        "PATH": f"{cenv['KUBEBUILDX_BIN']}:{os.environ['PATH']}",
+    }
     env.pop("BUILDX_CONFIG", None)
-    inspect = subprocess.run(["buildx", "inspect", "kbx-it-instance"], capture_output=True, text=True, env=env,
-                             check=True, timeout=60).stdout
+    inspect = subprocess.run(
+        ["buildx", "inspect", "kbx-it-instance"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    ).stdout
     from kubebuildx.bootstrap import parse_inspect
 
     parsed = parse_inspect(inspect)
@@ -209,9 +227,12 @@ def test_instance_file_is_what_buildx_reads(cenv: dict[str, str], home: Path) ->
     kept = home / "docker" / "buildx" / "kubebuildx" / "kbx-it-instance.kubeconfig"
     assert oct(kept.stat().st_mode & 0o777) == "0o600"
     for node in parsed.nodes:
-        assert node.endpoint == (f"kubernetes:///kbx-it-instance?deployment={node.name}"
-                                 f"&kubeconfig={str(kept).replace('/', '%2F')}")
+        assert node.endpoint == (
+            f"kubernetes:///kbx-it-instance?deployment={node.name}&kubeconfig={str(kept).replace('/', '%2F')}"
+        )
     assert 'nodeselector="kubernetes.io/arch=arm64,kubernetes.io/os=linux"' in inspect
     assert 'requests.cpu="1"' in inspect
-    ls = subprocess.run(["buildx", "ls"], capture_output=True, text=True, env=env, check=False, timeout=60).stdout
+    ls = subprocess.run(
+        ["buildx", "ls"], capture_output=True, text=True, env=env, check=False, timeout=60
+    ).stdout
     assert "kbx-it-instance*" in ls  # the current builder

@@ -1,0 +1,114 @@
+"""Shared by the cluster tests: run kubebuildx as a user does, read the API."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBEBUILDX = ROOT / ".venv" / "bin" / "kubebuildx"
+CONTEXT = ROOT / "tests" / "fixtures" / "contexts" / "multistage"
+ELF_MACHINE = {"x86_64": 62, "aarch64": 183}
+
+
+def cluster_env() -> dict[str, str]:
+    """The flat KUBEBUILDX_* variables that `scripts/cluster env` exports."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "cluster"), "env"], capture_output=True, text=True, check=True
+    )
+    data: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and words[1].startswith("KUBEBUILDX_"):
+            key, _, value = words[1].partition("=")
+            data[key] = value
+    assert "KUBEBUILDX_KUBECONFIG_ADMIN" in data, "the cluster is not up: run scripts/cluster up"
+    return data
+
+
+def secrets_of(kubeconfig: Path) -> list[str]:
+    doc = yaml.safe_load(kubeconfig.read_text())
+    found = []
+    for entry in doc.get("users", []):
+        user = entry.get("user", {})
+        for key in ("token", "client-key-data"):
+            if user.get(key):
+                found.append(user[key])
+    assert found, "the test kubeconfig should carry a credential"
+    return found
+
+
+class Run:
+    def __init__(self, proc: subprocess.CompletedProcess[str], seconds: float, home: Path) -> None:
+        self.proc, self.seconds, self.home = proc, seconds, home
+
+    @property
+    def text(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+
+def kubebuildx(
+    args: list[str],
+    cenv: Mapping[str, str],
+    home: Path,
+    extra: Mapping[str, str] | None = None,
+    timeout: float = 600,
+) -> Run:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))
+    }
+    env.update(
+        {
+            "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
+            "DOCKER_CONFIG": str(home / "docker"),
+            "KUBEBUILDX_TEMP": str(home / "tmp"),
+            "HOME": str(home),
+        }
+    )
+    env.pop("BUILDX_CONFIG", None)
+    env.pop("KUBECONFIG", None)
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    env.update(extra or {})
+    start = time.monotonic()
+    proc = subprocess.run(
+        [str(KUBEBUILDX), *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+    return Run(proc, time.monotonic() - start, home)
+
+
+def api_json(cenv: Mapping[str, str], path: str) -> dict[str, Any]:
+    from kubebuildx import kube
+
+    api = kube.api_client(cenv["KUBEBUILDX_KUBECONFIG_ADMIN"])
+    status, body = kube.request(api, "GET", path, "test", "test")
+    assert status in (200, 404), status
+    return body if status == 200 else {}
+
+
+def deployments(cenv: Mapping[str, str], prefix: str) -> list[str]:
+    body = api_json(cenv, f"/apis/apps/v1/namespaces/{cenv['KUBEBUILDX_NAMESPACE']}/deployments")
+    return sorted(
+        d["metadata"]["name"] for d in body.get("items", []) if d["metadata"]["name"].startswith(prefix)
+    )
+
+
+def elf_machine(path: Path) -> int:
+    head = path.read_bytes()[:20]
+    assert head[:4] == b"\x7fELF", f"{path} is not an ELF file"
+    return int.from_bytes(head[18:20], "little")
+
+
+def common(cenv: Mapping[str, str], kubeconfig: str | None = None) -> list[str]:
+    return [
+        "--kubeconfig",
+        kubeconfig or cenv["KUBEBUILDX_KUBECONFIG_ADMIN"],
+        "--namespace",
+        cenv["KUBEBUILDX_NAMESPACE"],
+    ]
