@@ -1,0 +1,680 @@
+"""The proving ground: a heterogeneous Kubernetes cluster with native BuildKit on one machine.
+
+  etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler   (Kubernetes, loopback only)
+  kwok (one process per node) -> nodes kwok-amd64, kwok-arm64          (pods become Running/Ready)
+  buildkitd (one per architecture, on the host)                       (the arm64 one through qemu)
+
+Exec routing: each node has its own kwok process, which serves the kubelet API
+for that node only. Its ClusterExec (no selector: every pod, every namespace)
+runs `buildctl dial-stdio` on the host with BUILDKIT_HOST set to that node's
+buildkitd. The apiserver sends an exec for a pod to the kubelet endpoint of
+the pod's node, so a pod the scheduler put on kwok-arm64 reaches the arm64
+buildkitd, whatever its namespace or name.
+
+Run through scripts/cluster (see `scripts/cluster --help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import ssl
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import install
+import layout as L
+import pki
+from kube import Kube
+from layout import Layout
+from proc import Daemon, HarnessError, processes_under, run, say, wait_for
+
+HERE = Path(__file__).resolve().parent
+RBAC = L.REPO / "deploy" / "rbac.yaml"
+FAULT_TAINT = "kubebuildx.dev/fault=true:NoSchedule"
+TOKEN_SECONDS = 7 * 24 * 3600
+
+
+# ---------------------------------------------------------------- daemons
+
+
+def daemons(lay: Layout) -> list[Daemon]:
+    """Every daemon in start order; `down` stops them in reverse."""
+    p, k8s, kc = lay.pki, lay.kubernetes_bin, lay.kubeconfigs
+
+    def d(name: str, argv: list[str], env: dict[str, str] | None = None) -> Daemon:
+        return Daemon(name, tuple(argv), lay.logs / f"{name}.log", lay.run / f"{name}.pid", env or {})
+
+    result = [
+        d(
+            "etcd",
+            [
+                str(lay.etcd_bin / "etcd"),
+                "--name=kubebuildx",
+                f"--data-dir={lay.etcd_data}",
+                f"--listen-client-urls=http://127.0.0.1:{L.ETCD_CLIENT_PORT}",
+                f"--advertise-client-urls=http://127.0.0.1:{L.ETCD_CLIENT_PORT}",
+                f"--listen-peer-urls=http://127.0.0.1:{L.ETCD_PEER_PORT}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{L.ETCD_PEER_PORT}",
+                f"--initial-cluster=kubebuildx=http://127.0.0.1:{L.ETCD_PEER_PORT}",
+                "--quota-backend-bytes=1073741824",
+                "--log-level=warn",
+            ],
+        ),
+        d(
+            "kube-apiserver",
+            [
+                str(k8s / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{L.ETCD_CLIENT_PORT}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={L.APISERVER_PORT}",
+                f"--tls-cert-file={p / 'apiserver.crt'}",
+                f"--tls-private-key-file={p / 'apiserver.key'}",
+                f"--client-ca-file={p / 'ca.crt'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={p / 'sa.pub'}",
+                f"--service-account-signing-key-file={p / 'sa.key'}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--authorization-mode=RBAC",
+                # buildx's builder Deployment runs its container privileged.
+                "--allow-privileged=true",
+                # The kubelet API (exec, logs) is served by kwok on each node's port.
+                f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={p / 'ca.crt'}",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--profiling=false",
+                "--v=1",
+            ],
+        ),
+        d(
+            "kube-controller-manager",
+            [
+                str(k8s / "kube-controller-manager"),
+                f"--kubeconfig={kc / 'controller-manager.yaml'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={L.CONTROLLER_MANAGER_PORT}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={p / 'sa.key'}",
+                f"--root-ca-file={p / 'ca.crt'}",
+                "--use-service-account-credentials=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        ),
+        d(
+            "kube-scheduler",
+            [
+                str(k8s / "kube-scheduler"),
+                f"--kubeconfig={kc / 'scheduler.yaml'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={L.SCHEDULER_PORT}",
+                "--leader-elect=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        ),
+    ]
+    for arch in L.ARCHES:
+        result.append(
+            d(
+                f"buildkitd-{arch}",
+                [
+                    str(lay.buildkit_bin / "buildkitd"),
+                    f"--config={lay.run / f'buildkitd-{arch}.toml'}",
+                ],
+                env={
+                    "PATH": f"{lay.buildkit_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                },
+            )
+        )
+    for index, arch in enumerate(L.ARCHES):
+        port = L.KWOK_PORTS[arch]
+        result.append(
+            d(
+                f"kwok-{arch}",
+                [
+                    str(lay.kwok_bin / "kwok"),
+                    f"--kubeconfig={kc / 'kwok.yaml'}",
+                    f"--config={lay.run / f'kwok-{arch}.yaml'}",
+                    f"--manage-single-node={L.node_name(arch)}",
+                    "--node-ip=127.0.0.1",
+                    f"--node-port={port}",
+                    f"--server-address=127.0.0.1:{port}",
+                    f"--cidr=10.244.{index}.1/24",
+                    f"--tls-cert-file={p / 'kwok-serving.crt'}",
+                    f"--tls-private-key-file={p / 'kwok-serving.key'}",
+                ],
+                env={"PATH": f"{lay.buildkit_bin}:/usr/local/bin:/usr/bin:/bin"},
+            )
+        )  # buildctl dial-stdio
+    return result
+
+
+# ---------------------------------------------------------------- config files
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def kubeconfig(server_ca: Path, user: dict[str, str], name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": name,
+        "clusters": [
+            {
+                "name": "kubebuildx",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{L.APISERVER_PORT}",
+                    "certificate-authority-data": _b64(server_ca),
+                },
+            }
+        ],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": "kubebuildx", "user": name}}],
+    }
+
+
+def _write(path: Path, text: str, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+def write_component_configs(lay: Layout) -> None:
+    p = lay.pki
+
+    def cert_user(stem: str) -> dict[str, str]:
+        return {
+            "client-certificate-data": _b64(p / f"{stem}.crt"),
+            "client-key-data": _b64(p / f"{stem}.key"),
+        }
+
+    for name, stem in (
+        ("admin", "admin"),
+        ("controller-manager", "controller-manager"),
+        ("scheduler", "scheduler"),
+        ("kwok", "admin"),
+    ):
+        _write(
+            lay.kubeconfigs / f"{name}.yaml",
+            json.dumps(kubeconfig(p / "ca.crt", cert_user(stem), name), indent=2),
+        )
+
+    stages = (HERE / "kwok-stages.yaml").read_text()
+    for arch in L.ARCHES:
+        socket = lay.buildkit_socket(arch)
+        _write(
+            lay.run / f"buildkitd-{arch}.toml",
+            "\n".join(
+                [
+                    "# Written by scripts/cluster; one BuildKit daemon per node architecture.",
+                    f'root = "{lay.buildkit_root(arch)}"',
+                    "[grpc]",
+                    f'  address = ["unix://{socket}"]',
+                    "[worker.oci]",
+                    "  enabled = true",
+                    # buildkitd lists more platforms than these (every one the host runs natively
+                    # or through binfmt) when asked for its workers; the label tells the daemons
+                    # apart in `buildx inspect`, so a pod routed to the wrong one shows there.
+                    f'  platforms = ["linux/{arch}"]',
+                    f'  labels = {{ "kubebuildx.dev/arch" = "{arch}" }}',
+                    '  snapshotter = "overlayfs"',
+                    '  networkMode = "host"  # RUN steps share the host network (no CNI here)',
+                    "  gc = true",
+                    "[worker.containerd]",
+                    "  enabled = false",
+                    f'[registry."{L.registry()}"]  # the loopback registry speaks plain HTTP',
+                    "  http = true",
+                    "  insecure = true",
+                    "",
+                ]
+            ),
+            mode=0o644,
+        )
+        exec_rule = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterExec",
+            "metadata": {"name": f"buildkitd-{arch}"},
+            "spec": {
+                "execs": [{"local": {"envs": [{"name": "BUILDKIT_HOST", "value": f"unix://{socket}"}]}}]
+            },
+        }
+        # No KwokConfiguration document: kwok's defaults apply only when there is none.
+        _write(
+            lay.run / f"kwok-{arch}.yaml", "\n---\n".join([stages, json.dumps(exec_rule)]) + "\n", mode=0o644
+        )
+
+
+# ---------------------------------------------------------------- health
+
+
+def _insecure_get(url: str) -> bool:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
+        raise HarnessError(f"refusing to probe a non-loopback address: {url}")
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310 - loopback only
+        return bool(response.status == 200)
+
+
+def buildkitd_ready(lay: Layout, arch: str) -> bool:
+    if not lay.buildkit_socket(arch).exists():
+        return False
+    run(
+        [
+            str(lay.buildkit_bin / "buildctl"),
+            f"--addr=unix://{lay.buildkit_socket(arch)}",
+            "debug",
+            "workers",
+        ],
+        quiet=True,
+    )
+    return True
+
+
+def node_ready(kube: Kube, name: str) -> bool:
+    node = kube.get("Node", name)
+    conditions = (node or {}).get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def readiness(lay: Layout, kube: Kube) -> dict[str, Callable[[], bool]]:
+    checks: dict[str, Callable[[], bool]] = {
+        "etcd": lambda: _insecure_get(f"http://127.0.0.1:{L.ETCD_CLIENT_PORT}/health"),
+        "kube-apiserver": kube.ready,
+        "kube-controller-manager": lambda: _insecure_get(
+            f"https://127.0.0.1:{L.CONTROLLER_MANAGER_PORT}/healthz"
+        ),
+        "kube-scheduler": lambda: _insecure_get(f"https://127.0.0.1:{L.SCHEDULER_PORT}/healthz"),
+    }
+    for arch in L.ARCHES:
+        checks[f"buildkitd-{arch}"] = lambda arch=arch: buildkitd_ready(lay, arch)  # type: ignore[misc]
+        checks[f"kwok-{arch}"] = lambda arch=arch: _insecure_get(  # type: ignore[misc]
+            f"https://127.0.0.1:{L.KWOK_PORTS[arch]}/healthz"
+        )
+    return checks
+
+
+# ---------------------------------------------------------------- cluster objects
+
+
+def load_manifests(path: Path) -> list[dict[str, Any]]:
+    import yaml  # only `up` needs it; `env` runs without the venv
+
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def bootstrap_objects(kube: Kube) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": L.NAMESPACE}})
+    for arch in L.ARCHES:
+        name = L.node_name(arch)
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": arch,
+                        "kubernetes.io/hostname": name,
+                        "type": "kwok",
+                    },
+                    # kwok manages only nodes it is told to; this marks them as fake for humans and tools.
+                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                },
+            }
+        )
+    if not RBAC.exists():
+        raise HarnessError(f"{RBAC} is missing; the limited identity is bound to exactly that RBAC")
+    for obj in load_manifests(RBAC):
+        kube.apply(obj)
+
+
+def write_identities(lay: Layout, kube: Kube) -> None:
+    """Kubeconfigs for failure tests: limited ServiceAccount, invalid token, wrong CA."""
+    p = lay.pki
+    token = kube.token(L.NAMESPACE, L.SERVICE_ACCOUNT, TOKEN_SECONDS)
+    limited = kubeconfig(p / "ca.crt", {"token": token}, "kubebuildx-limited")
+    limited["contexts"][0]["context"]["namespace"] = L.NAMESPACE
+    _write(lay.kubeconfigs / "limited.yaml", json.dumps(limited, indent=2))
+    # Well-formed JWT shape, signed by nobody the apiserver trusts.
+    header, body = (
+        base64.urlsafe_b64encode(json.dumps(x).encode()).decode().rstrip("=")
+        for x in ({"alg": "RS256", "kid": "invalid"}, {"sub": "system:serviceaccount:buildkit:nobody"})
+    )
+    bad_token = kubeconfig(p / "ca.crt", {"token": f"{header}.{body}.aW52YWxpZA"}, "kubebuildx-bad-token")
+    bad_token["contexts"][0]["context"]["namespace"] = L.NAMESPACE
+    _write(lay.kubeconfigs / "bad-token.yaml", json.dumps(bad_token, indent=2))
+    bad_ca = kubeconfig(p / "wrong-ca.crt", {"token": token}, "kubebuildx-bad-ca")
+    bad_ca["contexts"][0]["context"]["namespace"] = L.NAMESPACE
+    _write(lay.kubeconfigs / "bad-ca.yaml", json.dumps(bad_ca, indent=2))
+
+
+def ensure_base_image(lay: Layout, apt: install.Apt) -> bool:
+    """Build the base image layout unless present; True if it was built now."""
+    if (lay.base_image / "index.json").exists():
+        return False
+    import baseimage
+
+    debs = apt.download_busybox(lay.debs)
+    baseimage.build(lay.base_image, L.BASE_IMAGE_TAG, debs)
+    say(f"base image: {lay.base_image_context} (from {', '.join(d.name for d in debs.values())})")
+    return True
+
+
+# ---------------------------------------------------------------- commands
+
+
+def admin(lay: Layout) -> Kube:
+    return Kube(L.APISERVER_PORT, lay.pki)
+
+
+def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
+    started_at = time.monotonic()
+    steps: list[tuple[str, float]] = []
+
+    def step(name: str, t0: float) -> None:
+        steps.append((name, time.monotonic() - t0))
+
+    t0 = time.monotonic()
+    apt, built = install.ensure_all(lay)
+    step("install (apt, binfmt, Go builds)", t0)
+
+    t0 = time.monotonic()
+    for directory in (lay.logs, lay.run, lay.kubeconfigs):
+        directory.mkdir(parents=True, exist_ok=True)
+    pki.ensure(lay.pki)
+    write_component_configs(lay)
+    step("certificates and configs", t0)
+
+    kube = admin(lay)
+    checks = readiness(lay, kube)
+    t0 = time.monotonic()
+    started = []
+    for daemon in daemons(lay):
+        if daemon.start():
+            started.append(daemon.name)
+        wait_for(daemon.name, checks[daemon.name], timeout=90, log=daemon.log)
+        if daemon.name == "kube-apiserver":
+            bootstrap_objects(kube)
+    for arch in L.ARCHES:
+        wait_for(
+            f"node {L.node_name(arch)} Ready",
+            lambda arch=arch: node_ready(kube, L.node_name(arch)),
+            timeout=60,
+            log=lay.logs / f"kwok-{arch}.log",
+        )
+    step("daemons (started: " + (", ".join(started) or "none, all were running") + ")", t0)
+
+    t0 = time.monotonic()
+    write_identities(lay, kube)
+    if ensure_base_image(lay, apt):
+        built.append("base image")
+    step("identities and base image", t0)
+
+    say("")
+    say(f"proving ground is up (state {lay.state})")
+    for name, seconds in steps:
+        say(f"  {seconds:7.1f}s  {name}")
+    total = time.monotonic() - started_at
+    # Cold: something had to be built (binaries or the base image); warm: caches hit.
+    kind = f"cold: built {', '.join(built)}" if built else "warm: nothing to build"
+    say(f"  {total:7.1f}s  total ({kind}; started {len(started)} of {len(daemons(lay))} daemons)")
+    say("logs:")
+    for daemon in daemons(lay):
+        say(f"  {daemon.name:24} {daemon.log}")
+    say(f"  {'go builds':24} {lay.logs}/build-*.log")
+    say('use it: eval "$(scripts/cluster env)"')
+    return 0
+
+
+def cmd_down(lay: Layout, args: argparse.Namespace) -> int:
+    for daemon in reversed(daemons(lay)):
+        if daemon.stop():
+            say(f"stopped {daemon.name}")
+    strays = processes_under([lay.kubernetes_bin, lay.etcd_bin, lay.buildkit_bin, lay.kwok_bin])
+    for pid, exe in strays:
+        say(f"stopping stray {exe} (pid {pid})")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 15)
+    _unmount_under(lay.state)
+    busy = [port for port in _ports() if _listening(port)]
+    for arch in L.ARCHES:
+        lay.buildkit_socket(arch).unlink(missing_ok=True)
+    if args.purge:
+        shutil.rmtree(lay.state, ignore_errors=True)
+        say(f"removed {lay.state}")
+    if busy:
+        raise HarnessError(f"ports still in use after down: {busy}")
+    say("proving ground is down; no process of it is running and its ports are free")
+    return 0
+
+
+def _ports() -> list[int]:
+    return [
+        L.ETCD_CLIENT_PORT,
+        L.ETCD_PEER_PORT,
+        L.APISERVER_PORT,
+        L.CONTROLLER_MANAGER_PORT,
+        L.SCHEDULER_PORT,
+        *L.KWOK_PORTS.values(),
+    ]
+
+
+def _listening(port: int) -> bool:
+    wanted = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[1].endswith(wanted) and fields[3] == "0A":  # 0A: LISTEN
+                return True
+    return False
+
+
+def _unmount_under(root: Path) -> None:
+    prefix = str(root.resolve()) + "/"
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        run(["umount", "-l", mount])
+
+
+def environment(lay: Layout) -> dict[str, Any]:
+    kc = lay.kubeconfigs
+    return {
+        "running": all(d.pid() is not None for d in daemons(lay)),
+        "state": str(lay.state),
+        "logs": str(lay.logs),
+        "bin": str(lay.bin),
+        "kubeconfig": {
+            "admin": str(kc / "admin.yaml"),
+            "limited": str(kc / "limited.yaml"),
+            "bad_token": str(kc / "bad-token.yaml"),
+            "bad_ca": str(kc / "bad-ca.yaml"),
+        },
+        "namespace": L.NAMESPACE,
+        "service_account": L.SERVICE_ACCOUNT,
+        "nodes": {arch: L.node_name(arch) for arch in L.ARCHES},
+        "buildkit_hosts": {arch: f"unix://{lay.buildkit_socket(arch)}" for arch in L.ARCHES},
+        "base_image": {
+            "name": L.BASE_IMAGE_TAG,
+            "layout": str(lay.base_image),
+            "context": lay.base_image_context,
+            "build_context_arg": f"{L.BASE_IMAGE_TAG}={lay.base_image_context}",
+        },
+        "registry": L.registry(),
+        "apiserver": f"https://127.0.0.1:{L.APISERVER_PORT}",
+        "versions": {
+            "kubernetes": L.KUBERNETES_VERSION,
+            "etcd": L.ETCD_VERSION,
+            "buildkit": L.BUILDKIT_VERSION,
+            "kwok": L.KWOK_VERSION,
+            "buildx": L.BUILDX_VERSION,
+        },
+    }
+
+
+def env_lines(info: dict[str, Any]) -> list[str]:
+    kc, base = info["kubeconfig"], info["base_image"]
+    pairs = {
+        "KUBECONFIG": kc["admin"],
+        "KUBEBUILDX_KUBECONFIG_ADMIN": kc["admin"],
+        "KUBEBUILDX_KUBECONFIG_LIMITED": kc["limited"],
+        "KUBEBUILDX_KUBECONFIG_BAD_TOKEN": kc["bad_token"],
+        "KUBEBUILDX_KUBECONFIG_BAD_CA": kc["bad_ca"],
+        "KUBEBUILDX_NAMESPACE": info["namespace"],
+        "KUBEBUILDX_BIN": info["bin"],
+        "KUBEBUILDX_BASE_IMAGE_CONTEXT": base["build_context_arg"],
+        "KUBEBUILDX_BASE_IMAGE_LAYOUT": base["layout"],
+        "KUBEBUILDX_NODE_AMD64": info["nodes"]["amd64"],
+        "KUBEBUILDX_NODE_ARM64": info["nodes"]["arm64"],
+        "KUBEBUILDX_BUILDKIT_HOST_AMD64": info["buildkit_hosts"]["amd64"],
+        "KUBEBUILDX_BUILDKIT_HOST_ARM64": info["buildkit_hosts"]["arm64"],
+        "KUBEBUILDX_REGISTRY": info["registry"],
+        "KUBEBUILDX_CLUSTER_STATE": info["state"],
+    }
+    lines = [f"export {k}={_shell_quote(v)}" for k, v in pairs.items()]
+    lines.append(f'export PATH={_shell_quote(info["bin"])}:"$PATH"')
+    return lines
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def cmd_env(lay: Layout, args: argparse.Namespace) -> int:
+    info = environment(lay)
+    print(json.dumps(info, indent=2) if args.json else "\n".join(env_lines(info)))
+    return 0
+
+
+def cmd_status(lay: Layout, _args: argparse.Namespace) -> int:
+    for daemon in daemons(lay):
+        pid = daemon.pid()
+        print(f"{daemon.name:24} {'running pid ' + str(pid) if pid else 'stopped':20} {daemon.log}")
+    return 0
+
+
+def _parse_taint(text: str) -> dict[str, str]:
+    key_value, _, effect = text.partition(":")
+    key, _, value = key_value.partition("=")
+    if effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+        raise HarnessError(f"taint {text!r}: effect must be NoSchedule, PreferNoSchedule or NoExecute")
+    return {"key": key, "value": value, "effect": effect}
+
+
+def _set_taints(
+    kube: Kube, node: str, change: Callable[[list[dict[str, str]]], list[dict[str, str]]]
+) -> None:
+    current = kube.get("Node", node)
+    if current is None:
+        raise HarnessError(f"no node {node!r}; the nodes are {', '.join(L.node_name(a) for a in L.ARCHES)}")
+    taints = change(list(current["spec"].get("taints", [])))
+    kube.patch(
+        "Node",
+        node,
+        {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "spec": {"taints": taints}},
+        content_type="application/merge-patch+json",
+    )
+    print(f"{node}: taints now {json.dumps(taints)}")
+
+
+def cmd_taint(lay: Layout, args: argparse.Namespace) -> int:
+    taint = _parse_taint(args.taint)
+    _set_taints(admin(lay), args.node, lambda ts: [t for t in ts if t["key"] != taint["key"]] + [taint])
+    return 0
+
+
+def cmd_untaint(lay: Layout, args: argparse.Namespace) -> int:
+    _set_taints(admin(lay), args.node, lambda ts: [t for t in ts if t["key"] != args.key])
+    return 0
+
+
+def cmd_delete_builder_pod(lay: Layout, args: argparse.Namespace) -> int:
+    kube = admin(lay)
+    deployment = kube.get("Deployment", args.deployment, args.namespace)
+    if deployment is None:
+        raise HarnessError(f"no Deployment {args.namespace}/{args.deployment}")
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    pods = (kube.get("Pod", namespace=args.namespace, labelSelector=selector) or {}).get("items", [])
+    if not pods:
+        raise HarnessError(f"Deployment {args.namespace}/{args.deployment} has no pod ({selector})")
+    for pod in pods:
+        kube.delete("Pod", pod["metadata"]["name"], args.namespace, grace_seconds=0)
+        print(f"deleted pod {args.namespace}/{pod['metadata']['name']} (node {pod['spec'].get('nodeName')})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="scripts/cluster",
+        description="The proving ground: Kubernetes " + L.KUBERNETES_VERSION + " with two kwok nodes "
+        "(kwok-amd64, kwok-arm64) and one native buildkitd per architecture, all on 127.0.0.1.",
+        epilog="State (certs, etcd data, logs, pids, sockets) lives in $KUBEBUILDX_CLUSTER_STATE "
+        "(default ~/.cache/kubebuildx/cluster); built binaries in ~/.cache/kubebuildx/bin/<name>-<version>.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "up",
+        help="install what is missing, start what is not running (idempotent); prints timings "
+        "and where each log lives",
+    ).set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop every process `up` started and free every port")
+    down.add_argument(
+        "--purge", action="store_true", help="also delete the state folder (certs, etcd data, ...)"
+    )
+    down.set_defaults(func=cmd_down)
+    env = sub.add_parser("env", help="print `export VAR=...` lines to use the cluster (eval them)")
+    env.add_argument("--json", action="store_true", help="print the same as one JSON object")
+    env.set_defaults(func=cmd_env)
+    sub.add_parser("status", help="list the daemons, their pids and logs").set_defaults(func=cmd_status)
+    taint = sub.add_parser("taint", help=f"add a taint to NODE (default {FAULT_TAINT})")
+    taint.add_argument("node")
+    taint.add_argument("taint", nargs="?", default=FAULT_TAINT, help="KEY[=VALUE]:EFFECT")
+    taint.set_defaults(func=cmd_taint)
+    untaint = sub.add_parser("untaint", help="remove the taint with KEY from NODE")
+    untaint.add_argument("node")
+    untaint.add_argument("key", nargs="?", default=FAULT_TAINT.split("=", maxsplit=1)[0])
+    untaint.set_defaults(func=cmd_untaint)
+    delete = sub.add_parser(
+        "delete-builder-pod",
+        help="delete the pods of a builder Deployment (grace 0); its ReplicaSet makes a new one",
+    )
+    delete.add_argument("namespace")
+    delete.add_argument("deployment")
+    delete.set_defaults(func=cmd_delete_builder_pod)
+    return top
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(Layout.default(), args))
+    except HarnessError as error:
+        say(f"scripts/cluster {args.command}: {error}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

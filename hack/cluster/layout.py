@@ -1,0 +1,140 @@
+"""Where the proving ground keeps things, which versions it pins, which ports it takes.
+
+Everything that names a version, a path or a port lives here, so that a reader
+finds it first and a change touches one place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GOMOD = REPO / "hack" / "gomod"
+
+# Pinned versions. The recipes that build them are in hack/gomod/<name>/go.mod
+# (or `go install module@version` where the module allows it).
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+BUILDKIT_VERSION = "v0.32.2"  # the version github.com/docker/buildx v0.36.1 requires
+KWOK_VERSION = "v0.8.0"
+BUILDX_VERSION = "v0.36.1"
+
+# Debian packages, pinned to the bookworm versions this was made with.
+APT_PACKAGES = {
+    "runc": "1.1.5+ds1-1+deb12u1",
+    "qemu-user-static": "1:7.2+dfsg-7+deb12u18+b3",
+    "binfmt-support": "2.2.2-2",
+    "openssl": None,  # present on the image; only its CLI is used
+}
+BUSYBOX_STATIC_VERSION = "1:1.35.0-4+deb12u1+b1"
+
+ARCHES = ("amd64", "arm64")
+UNAME_M = {"amd64": "x86_64", "arm64": "aarch64"}
+
+# Loopback ports; none is a Kubernetes default, so a real cluster on the same
+# machine does not collide.
+ETCD_CLIENT_PORT = 23790
+ETCD_PEER_PORT = 23800
+APISERVER_PORT = 16443
+CONTROLLER_MANAGER_PORT = 16457
+SCHEDULER_PORT = 16459
+KWOK_PORTS = {"amd64": 16250, "arm64": 16251}
+
+NAMESPACE = "buildkit"
+SERVICE_ACCOUNT = "kubebuildx"
+BASE_IMAGE_TAG = "busybox"
+
+
+def _cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+@dataclass(frozen=True)
+class Layout:
+    cache: Path  # built binaries and base-image inputs, kept across runs
+    state: Path  # runtime state: certs, etcd data, logs, pids, sockets
+
+    @classmethod
+    def default(cls) -> Layout:
+        cache = Path(os.environ.get("KUBEBUILDX_CACHE") or _cache_home() / "kubebuildx")
+        state = Path(os.environ.get("KUBEBUILDX_CLUSTER_STATE") or cache / "cluster")
+        return cls(cache=cache, state=state)
+
+    # Binaries, one folder per pinned version so that a warm `up` builds nothing.
+    def bin_for(self, name: str, version: str) -> Path:
+        return self.cache / "bin" / f"{name}-{version}"
+
+    @property
+    def kubernetes_bin(self) -> Path:
+        return self.bin_for("kubernetes", KUBERNETES_VERSION)
+
+    @property
+    def etcd_bin(self) -> Path:
+        return self.bin_for("etcd", ETCD_VERSION)
+
+    @property
+    def buildkit_bin(self) -> Path:
+        return self.bin_for("buildkit", BUILDKIT_VERSION)
+
+    @property
+    def kwok_bin(self) -> Path:
+        return self.bin_for("kwok", KWOK_VERSION)
+
+    @property
+    def buildx_bin(self) -> Path:
+        return self.bin_for("buildx", BUILDX_VERSION)
+
+    @property
+    def debs(self) -> Path:
+        return self.cache / "debs"
+
+    # Runtime state.
+    @property
+    def bin(self) -> Path:
+        """One folder for PATH: links to every pinned binary."""
+        return self.state / "bin"
+
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.state / "run"
+
+    @property
+    def kubeconfigs(self) -> Path:
+        return self.state / "kubeconfig"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.state / "etcd"
+
+    def buildkit_root(self, arch: str) -> Path:
+        return self.state / f"buildkit-{arch}"
+
+    def buildkit_socket(self, arch: str) -> Path:
+        return self.run / f"buildkitd-{arch}.sock"
+
+    @property
+    def base_image(self) -> Path:
+        return self.state / "images" / "busybox"
+
+    @property
+    def base_image_context(self) -> str:
+        return f"oci-layout://{self.base_image}:{BASE_IMAGE_TAG}"
+
+
+def registry() -> str:
+    """host:port of the loopback registry that the buildkitds may reach over HTTP."""
+    return os.environ.get("KUBEBUILDX_REGISTRY", "127.0.0.1:5000")
+
+
+def node_name(arch: str) -> str:
+    return f"kwok-{arch}"
