@@ -307,25 +307,28 @@ class Inputs:
         return opts
 
 
-def split_list(raw: str, *, ignore_comma: bool = False) -> tuple[str, ...]:
-    """docker/actions-toolkit's ``Util.getList``: newline-separated records,
-    each CSV-parsed (so a quoted item may hold a comma); with ``ignore_comma``
-    a record stays whole."""
+def split_list(raw: str, *, ignore_comma: bool = False, quote: bool = True) -> tuple[str, ...]:
+    """docker/actions-toolkit's ``Util.getList``: the text is CSV (a quoted
+    item may hold commas, newlines and ``""``); each record gives its items,
+    or with ``ignore_comma`` stays whole. With ``quote=False`` quotes are
+    plain characters, so a line is kept exactly as written."""
     if not raw.strip():
         return ()
-    out: list[str] = []
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
-        if ignore_comma:
-            out.append(line.strip())
-            continue
+    if not quote:
+        records = [line.split(",") for line in raw.splitlines()]
+    else:
         try:
-            rows = list(csv.reader(io.StringIO(line), skipinitialspace=True))
+            records = list(csv.reader(io.StringIO(raw, newline="")))
         except csv.Error:
-            rows = [line.split(",")]
-        for row in rows:
-            out.extend(item.strip() for item in row if item.strip())
+            records = [line.split(",") for line in raw.splitlines()]
+    out: list[str] = []
+    for record in records:
+        items = record
+        if ignore_comma:
+            items = [",".join(record)]
+        elif len(record) == 1:  # a lone quoted item is split too: "linux/arm64,linux/arm/v7"
+            items = record[0].split(",")
+        out.extend(item.strip() for item in items if item.strip())
     return tuple(out)
 
 
@@ -346,6 +349,8 @@ _IGNORE_COMMA = frozenset(
         "driver-opts",
     }
 )
+# ...and these also with quote: false: quotes stay part of the value.
+_KEEP_QUOTES = frozenset({"outputs", "driver-opts"})
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -370,10 +375,12 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
 
 
 def _key_values(name: str, items: tuple[str, ...]) -> None:
-    for item in items:
+    for n, item in enumerate(items, 1):
         if "=" not in item or item.startswith("="):
+            # a secret without its key= is the secret itself: never quote it
+            shown = f"item {n}" if name == "secrets" else repr(item.split("=")[0]) + "..."
             raise InputError(
-                f"input {name!r}: {item.split('=')[0]!r}... is not of the form key=value",
+                f"input {name!r}: {shown} is not of the form key=value",
                 hint=f"write one key=value per line in {name}",
             )
 
@@ -440,7 +447,7 @@ def parse_inputs(raw: Mapping[str, str]) -> Inputs:
         return SPEC_BY_NAME[name].default if value is None else value
 
     def lst(name: str) -> tuple[str, ...]:
-        return split_list(get(name), ignore_comma=name in _IGNORE_COMMA)
+        return split_list(get(name), ignore_comma=name in _IGNORE_COMMA, quote=name not in _KEEP_QUOTES)
 
     values: dict[str, object] = {}
     for spec in INPUTS:
