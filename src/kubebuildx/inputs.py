@@ -169,6 +169,38 @@ INPUTS: tuple[InputSpec, ...] = (
         kind="list",
         group="build",
     ),
+    # Registry: push by digest, merge (docker/login-action names for the credentials)
+    InputSpec(
+        "image",
+        "Image repository to push by digest, e.g. ghcr.io/owner/app: with push and no tags, "
+        "each platform job pushes by digest there; the merge mode joins those digests there.",
+        group="registry",
+    ),
+    InputSpec(
+        "mode",
+        "build, or merge: join the digests of per-platform jobs into one multi-platform image "
+        "with the tags (no cluster needed).",
+        default="build",
+        group="registry",
+    ),
+    InputSpec(
+        "digests",
+        "Merge mode: folders of digest files (as actions/download-artifact writes them with "
+        "pattern: digests-* and merge-multiple: true) or sha256:... digests.",
+        kind="list",
+        group="registry",
+    ),
+    InputSpec(
+        "registry",
+        "Server address of the registry to log in to (e.g. ghcr.io). Empty: Docker Hub.",
+        group="registry",
+    ),
+    InputSpec("username", "Username for the registry.", group="registry"),
+    InputSpec(
+        "password",
+        "Password or personal access token for the registry (store it as a secret).",
+        group="registry",
+    ),
     # Artifacts (actions/upload-artifact names)
     InputSpec(
         "upload-artifacts",
@@ -290,6 +322,12 @@ class Inputs:
     provenance: str = ""
     sbom: str = ""
     attests: tuple[str, ...] = ()
+    image: str = ""
+    mode: str = "build"
+    digests: tuple[str, ...] = ()
+    registry: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
     upload_artifacts: bool = True
     artifact_name: str = ""
     artifact_per_platform: bool = True
@@ -509,6 +547,23 @@ def _check_combinations(inputs: Inputs) -> None:
         )
     if inputs.push and any(o.startswith(("type=local", "type=tar")) for o in inputs.outputs):
         raise InputError("push cannot be combined with a local or tar output")
+    if inputs.push and not inputs.tags and not inputs.image:
+        raise InputError(
+            "push is set but there are neither tags nor an image",
+            hint="set tags (e.g. ghcr.io/owner/app:latest), or image (e.g. ghcr.io/owner/app) to push "
+            "by digest and merge the platforms in a later job (mode: merge)",
+        )
+    if inputs.image and ("@" in inputs.image or ":" in inputs.image.rpartition("/")[2]):
+        raise InputError(
+            f"image {inputs.image!r} names a tag or digest",
+            hint="give the repository only (e.g. ghcr.io/owner/app); tags go in the tags input",
+        )
+    if inputs.mode not in {"build", "merge"}:
+        raise InputError(f"input 'mode' must be build or merge, got {inputs.mode!r}")
+    if inputs.mode == "merge":
+        _check_merge(inputs)
+    elif inputs.digests:
+        raise InputError("digests is set but mode is build", hint="set mode: merge to merge digests")
     for p, _ in inputs.platform_driver_opts:
         if inputs.platforms and p not in inputs.platforms:
             raise InputError(
@@ -516,3 +571,13 @@ def _check_combinations(inputs: Inputs) -> None:
                 f"({plat.join(inputs.platforms)})",
                 hint=f"add {p} to platforms or remove its driver-opts line",
             )
+
+
+def _check_merge(inputs: Inputs) -> None:
+    for name, value, hint in (
+        ("tags", inputs.tags, "the tags of the multi-platform image, e.g. ghcr.io/owner/app:1.0"),
+        ("platforms", inputs.platforms, "every platform the build jobs built, e.g. linux/amd64,linux/arm64"),
+        ("digests", inputs.digests, "the folder the digest artifacts were downloaded to"),
+    ):
+        if not value:
+            raise InputError(f"mode: merge needs {name}", hint=f"set {name}: {hint}")
