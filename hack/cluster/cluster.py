@@ -235,6 +235,8 @@ def write_component_configs(lay: Layout) -> None:
                     '  snapshotter = "overlayfs"',
                     '  networkMode = "host"  # RUN steps share the host network (no CNI here)',
                     "  gc = true",
+                    '  maxUsedSpace = "6GB"  # the defaults scale with the disk; keep room for the rest',
+                    '  minFreeSpace = "5GB"',
                     "[worker.containerd]",
                     "  enabled = false",
                     f'[registry."{L.registry()}"]  # the loopback registry speaks plain HTTP',
@@ -408,6 +410,9 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     started = []
     for daemon in daemons(lay):
+        if daemon.name.startswith("buildkitd-") and daemon.pid() is None:
+            # A socket left by a daemon that died (or a machine that restarted) blocks the new one.
+            lay.buildkit_socket(daemon.name.removeprefix("buildkitd-")).unlink(missing_ok=True)
         if daemon.start():
             started.append(daemon.name)
         wait_for(daemon.name, checks[daemon.name], timeout=90, log=daemon.log)
@@ -441,6 +446,16 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
         say(f"  {daemon.name:24} {daemon.log}")
     say(f"  {'go builds':24} {lay.logs}/build-*.log")
     say('use it: eval "$(scripts/cluster env)"')
+    return 0
+
+
+def cmd_install(lay: Layout, _args: argparse.Namespace) -> int:
+    started_at = time.monotonic()
+    apt, built = install.ensure_all(lay)
+    if ensure_base_image(lay, apt):
+        built.append("base image")
+    what = ", ".join(built) or "nothing (caches hit)"
+    say(f"installed in {time.monotonic() - started_at:.1f}s; built: {what}")
     return 0
 
 
@@ -640,6 +655,9 @@ def parser() -> argparse.ArgumentParser:
         help="install what is missing, start what is not running (idempotent); prints timings "
         "and where each log lives",
     ).set_defaults(func=cmd_up)
+    sub.add_parser(
+        "install", help="only install and build what is missing (Debian packages, Go binaries, base image)"
+    ).set_defaults(func=cmd_install)
     down = sub.add_parser("down", help="stop every process `up` started and free every port")
     down.add_argument(
         "--purge", action="store_true", help="also delete the state folder (certs, etcd data, ...)"
