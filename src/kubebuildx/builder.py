@@ -101,6 +101,29 @@ def _node_selector(platform: Platform, extra: str) -> str:
     return ",".join(pairs)
 
 
+def _entitlements_seen_by_buildx(args: list[str]) -> list[str]:
+    """The ``--allow-insecure-entitlement`` values buildx finds: it parses the
+    flags with a pflag set that knows only that flag, and pflag stops at the
+    first other flag, so an entitlement after e.g. ``--debug`` is not seen."""
+    found: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            break
+        if len(arg) < 2 or not arg.startswith("-"):
+            continue  # a positional argument: pflag reads on
+        name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if name != "allow-insecure-entitlement":
+            break  # an unknown flag (or -x, --help): pflag stops with an error
+        if not eq:
+            if not rest:
+                break
+            value = rest.pop(0)
+        found.append(value)
+    return found
+
+
 def buildkitd_flags(flags: str, config: bytes | None) -> tuple[str, ...]:
     """buildx's parseBuildkitdFlags: the user's flags, plus the network.host
     entitlement that buildx adds for container drivers unless the user chose
@@ -109,11 +132,12 @@ def buildkitd_flags(flags: str, config: bytes | None) -> tuple[str, ...]:
         parsed = shlex.split(flags)
     except ValueError as exc:
         raise InputError(f"buildkitd-flags cannot be parsed: {exc}") from None
-    chosen = any(f.startswith("--allow-insecure-entitlement") for f in parsed)
+    chosen = bool(_entitlements_seen_by_buildx(parsed))
     in_config = False
     if config:
         try:
-            entitlements = tomllib.loads(config.decode()).get("entitlements") or []
+            # BuildKit's config.Config: Entitlements `toml:"insecure-entitlements"`
+            entitlements = tomllib.loads(config.decode()).get("insecure-entitlements") or []
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
         in_config = "network.host" in entitlements
