@@ -1,0 +1,264 @@
+"""Inputs to a builder spec: nodes, node selectors, driver options, flags and names."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kubebuildx import builder
+from kubebuildx.builder import NETWORK_HOST_FLAG, NodeSpec, plan
+from kubebuildx.errors import InputError
+from kubebuildx.inputs import BUILDER_NAME_MAX, parse_inputs
+from kubebuildx.platforms import Platform
+
+AMD64 = Platform("linux", "amd64")
+ARM64 = Platform("linux", "arm64")
+ARMV7 = Platform("linux", "arm", "v7")
+DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _opts(node: NodeSpec) -> dict[str, str]:
+    return dict(node.driver_opts)
+
+
+def test_one_node_per_platform_pinned_to_its_architecture() -> None:
+    spec = plan(parse_inputs({}), name="kbx", namespace="buildkit", native=(AMD64, ARM64))
+    assert spec.name == "kbx"
+    assert spec.namespace == "buildkit"
+    assert spec.platforms == (AMD64, ARM64)
+    assert [n.name for n in spec.nodes] == ["kbx-linux-amd64", "kbx-linux-arm64"]
+    assert [n.deployment for n in spec.nodes] == ["kbx-linux-amd64", "kbx-linux-arm64"]
+    assert [_opts(n) for n in spec.nodes] == [
+        {"namespace": "buildkit", "nodeselector": "kubernetes.io/arch=amd64,kubernetes.io/os=linux"},
+        {"namespace": "buildkit", "nodeselector": "kubernetes.io/arch=arm64,kubernetes.io/os=linux"},
+    ]
+    assert all(n.emulated_on is None for n in spec.nodes)
+    assert spec.flags == (NETWORK_HOST_FLAG,)
+    assert spec.files == ()
+    assert spec.node_for(ARM64).name == "kbx-linux-arm64"
+    with pytest.raises(KeyError):
+        spec.node_for(ARMV7)
+
+
+def test_driver_opts_are_sorted_by_key() -> None:
+    spec = plan(
+        parse_inputs({"driver-opts": "replicas=2\nimage=moby/buildkit:v0.20.0"}),
+        name="b",
+        namespace="ns",
+        native=(AMD64,),
+    )
+    keys = [k for k, _ in spec.nodes[0].driver_opts]
+    assert keys == sorted(keys) == ["image", "namespace", "nodeselector", "replicas"]
+
+
+@pytest.mark.parametrize(
+    ("driver_opts", "platform", "expected"),
+    [
+        ("", AMD64, "kubernetes.io/arch=amd64,kubernetes.io/os=linux"),
+        ("", ARMV7, "kubernetes.io/arch=arm,kubernetes.io/os=linux"),
+        (
+            "nodeselector=pool=builders",
+            ARM64,
+            "kubernetes.io/arch=arm64,kubernetes.io/os=linux,pool=builders",
+        ),
+        (
+            "nodeselector=pool=builders, disk=ssd",
+            AMD64,
+            "kubernetes.io/arch=amd64,kubernetes.io/os=linux,pool=builders,disk=ssd",
+        ),
+        # the OS is ours to pin as well
+        (
+            "nodeselector=kubernetes.io/os=windows,pool=a",
+            AMD64,
+            "kubernetes.io/arch=amd64,kubernetes.io/os=linux,pool=a",
+        ),
+        (
+            "nodeselector=pool=a\nlinux/arm64:nodeselector=pool=big",
+            ARM64,
+            "kubernetes.io/arch=arm64,kubernetes.io/os=linux,pool=big",
+        ),
+    ],
+)
+def test_node_selector(driver_opts: str, platform: Platform, expected: str) -> None:
+    spec = plan(parse_inputs({"driver-opts": driver_opts}), name="b", namespace="ns", native=(platform,))
+    assert _opts(spec.nodes[0])["nodeselector"] == expected
+
+
+def test_per_platform_options_apply_to_their_node_only() -> None:
+    inputs = parse_inputs(
+        {
+            "platforms": "linux/amd64,linux/arm64",
+            "driver-opts": "requests.memory=2Gi\nreplicas=2\n"
+            "linux/arm64:requests.memory=8Gi\n"
+            "linux/arm64:tolerations=key=arch,operator=Equal,value=arm64,effect=NoSchedule",
+        }
+    )
+    spec = plan(inputs, name="b", namespace="ns", native=(AMD64, ARM64))
+    amd, arm = (_opts(n) for n in spec.nodes)
+    assert amd["requests.memory"] == "2Gi"
+    assert "tolerations" not in amd
+    assert arm["requests.memory"] == "8Gi"
+    assert arm["tolerations"] == "key=arch,operator=Equal,value=arm64,effect=NoSchedule"
+    assert amd["replicas"] == arm["replicas"] == "2"
+
+
+def test_namespace_is_the_planned_one() -> None:
+    spec = plan(parse_inputs({}), name="b", namespace="ci-builds", native=(AMD64,))
+    assert _opts(spec.nodes[0])["namespace"] == "ci-builds"
+
+
+def test_qemu_fallback_node_runs_on_the_host_cpu_with_qemu() -> None:
+    spec = plan(parse_inputs({}), name="b", namespace="ns", native=(AMD64,), emulated={ARM64: AMD64})
+    assert [(n.name, n.platform, n.emulated_on) for n in spec.nodes] == [
+        ("b-linux-amd64", AMD64, None),
+        ("b-linux-arm64", ARM64, AMD64),
+    ]
+    emulated = _opts(spec.nodes[1])
+    assert emulated["nodeselector"] == "kubernetes.io/arch=amd64,kubernetes.io/os=linux"
+    assert emulated["qemu.install"] == "true"
+    assert "qemu.install" not in _opts(spec.nodes[0])
+
+
+def test_qemu_install_set_by_the_user_wins() -> None:
+    inputs = parse_inputs({"driver-opts": "qemu.install=false"})
+    spec = plan(inputs, name="b", namespace="ns", native=(), emulated={ARM64: AMD64})
+    assert _opts(spec.nodes[0])["qemu.install"] == "false"
+
+
+def test_buildkitd_config_is_carried_in_files() -> None:
+    config = b'insecure-entitlements = ["network.host"]\n'
+    spec = plan(parse_inputs({}), name="b", namespace="ns", native=(AMD64,), config=config)
+    assert spec.files == (("buildkitd.toml", config),)
+    assert spec.flags == ()
+
+
+def test_node_names_are_dns_labels_for_the_longest_builder_name() -> None:
+    name = "b" * BUILDER_NAME_MAX
+    for p in (AMD64, ARM64, ARMV7, Platform("linux", "amd64", "v3"), Platform("linux", "riscv64")):
+        assert DNS_LABEL.match(builder.node_name(name, p))
+
+
+# buildx v0.36.1 builder.parseBuildkitdFlags for the kubernetes driver.
+@pytest.mark.parametrize(
+    ("flags", "config", "expected"),
+    [
+        ("", None, (NETWORK_HOST_FLAG,)),
+        ("--debug", None, ("--debug", NETWORK_HOST_FLAG)),
+        (
+            "--debug --oci-worker-gc-keepstorage=10000",
+            None,
+            ("--debug", "--oci-worker-gc-keepstorage=10000", NETWORK_HOST_FLAG),
+        ),
+        (
+            "--allow-insecure-entitlement=security.insecure",
+            None,
+            ("--allow-insecure-entitlement=security.insecure",),
+        ),
+        (
+            "--allow-insecure-entitlement security.insecure --debug",
+            None,
+            ("--allow-insecure-entitlement", "security.insecure", "--debug"),
+        ),
+        ("--allow-insecure-entitlement=network.host", None, ("--allow-insecure-entitlement=network.host",)),
+        # pflag stops at the first flag it does not know, so buildx never sees this entitlement
+        (
+            "--debug --allow-insecure-entitlement=security.insecure",
+            None,
+            ("--debug", "--allow-insecure-entitlement=security.insecure", NETWORK_HOST_FLAG),
+        ),
+        # quoting as a shell would
+        ("--debug --foo='a b'", None, ("--debug", "--foo=a b", NETWORK_HOST_FLAG)),
+        # the config chooses network.host itself
+        ("", b'insecure-entitlements = ["network.host"]\n', ()),
+        ("--debug", b'insecure-entitlements = [ "network.host", "security.insecure" ]\n', ("--debug",)),
+        # ...but other entitlements in the config do not stop buildx from adding network.host
+        ("", b'insecure-entitlements = ["security.insecure"]\n', (NETWORK_HOST_FLAG,)),
+        ("", b"debug = true\n", (NETWORK_HOST_FLAG,)),
+        # not BuildKit's key: BuildKit ignores it, so buildx does too
+        ("", b'entitlements = ["network.host"]\n', (NETWORK_HOST_FLAG,)),
+    ],
+)
+def test_buildkitd_flags(flags: str, config: bytes | None, expected: tuple[str, ...]) -> None:
+    assert builder.buildkitd_flags(flags, config) == expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "config", "words"),
+    [
+        ('--debug "unterminated', None, "buildkitd-flags"),
+        ("", b"insecure-entitlements = [", "TOML"),
+    ],
+)
+def test_buildkitd_flags_errors(flags: str, config: bytes | None, words: str) -> None:
+    with pytest.raises(InputError, match=words):
+        builder.buildkitd_flags(flags, config)
+
+
+# ---- default names --------------------------------------------------------------------------
+
+RUN = {
+    "GITHUB_REPOSITORY": "octo/app",
+    "GITHUB_RUN_ID": "12345678901",
+    "GITHUB_RUN_ATTEMPT": "1",
+    "GITHUB_JOB": "build",
+    "GITHUB_ACTION": "__run",
+}
+
+
+def test_default_name_is_stable_for_the_same_job() -> None:
+    a = builder.default_builder_name(dict(RUN), (AMD64, ARM64), keep=False)
+    b = builder.default_builder_name(dict(RUN), (AMD64, ARM64), keep=False)
+    assert a == b
+    assert "12345678901" in a
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"GITHUB_RUN_ID": "12345678902"},
+        {"GITHUB_RUN_ATTEMPT": "2"},
+        {"GITHUB_JOB": "build-arm"},
+        {"GITHUB_ACTION": "__run_2"},
+        {"GITHUB_REPOSITORY": "octo/other"},
+    ],
+)
+def test_default_name_is_unique_per_run_attempt_and_job(change: dict[str, str]) -> None:
+    base = builder.default_builder_name(RUN, (AMD64,), keep=False)
+    assert builder.default_builder_name({**RUN, **change}, (AMD64,), keep=False) != base
+
+
+def test_default_name_is_unique_per_platform_set() -> None:
+    """Matrix jobs of one job id, one platform each, must not share a builder."""
+    names = {builder.default_builder_name(RUN, p, keep=False) for p in ((AMD64,), (ARM64,), (AMD64, ARM64))}
+    assert len(names) == 3
+
+
+def test_warm_name_is_stable_per_repository_and_platforms() -> None:
+    warm = builder.default_builder_name(RUN, (AMD64, ARM64), keep=True)
+    later = {**RUN, "GITHUB_RUN_ID": "99999999999", "GITHUB_RUN_ATTEMPT": "3", "GITHUB_JOB": "other"}
+    assert builder.default_builder_name(later, (AMD64, ARM64), keep=True) == warm
+    assert (
+        builder.default_builder_name({**RUN, "GITHUB_REPOSITORY": "octo/b"}, (AMD64, ARM64), keep=True)
+        != warm
+    )
+    assert builder.default_builder_name(RUN, (AMD64,), keep=True) != warm
+    assert builder.default_builder_name(RUN, (AMD64,), keep=False) != builder.default_builder_name(
+        RUN, (AMD64,), keep=True
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        RUN,
+        {**RUN, "GITHUB_RUN_ID": "9" * 30, "GITHUB_REPOSITORY": "o" * 100 + "/" + "r" * 100},
+    ],
+)
+@pytest.mark.parametrize("keep", [True, False])
+def test_default_name_is_a_valid_builder_name(env: dict[str, str], keep: bool) -> None:
+    name = builder.default_builder_name(env, (AMD64, ARM64, ARMV7), keep=keep)
+    assert len(name) <= BUILDER_NAME_MAX
+    assert DNS_LABEL.match(name)
+    assert parse_inputs({"builder": name}).builder == name
