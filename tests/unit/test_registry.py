@@ -1,0 +1,161 @@
+"""Registry credentials: the config.json we write, the login check's decisions, no leaks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import stat
+from pathlib import Path
+
+import pytest
+
+from kubebuildx import registry, runner
+from kubebuildx.errors import InputError, RegistryError
+from kubebuildx.registry import Credentials, Reply
+
+
+def fake_password() -> str:
+    return "test-only-" + secrets.token_hex(8)
+
+
+@pytest.mark.parametrize(
+    ("given", "host", "key"),
+    [
+        ("", "docker.io", "https://index.docker.io/v1/"),
+        ("docker.io", "docker.io", "https://index.docker.io/v1/"),
+        ("index.docker.io", "docker.io", "https://index.docker.io/v1/"),
+        ("registry-1.docker.io", "docker.io", "https://index.docker.io/v1/"),
+        ("ghcr.io", "ghcr.io", "ghcr.io"),
+        ("https://ghcr.io/", "ghcr.io", "ghcr.io"),
+        ("127.0.0.1:5000", "127.0.0.1:5000", "127.0.0.1:5000"),
+        ("Registry.Example.com/path", "registry.example.com", "registry.example.com"),
+    ],
+)
+def test_registry_host_and_auth_key(given: str, host: str, key: str) -> None:
+    assert registry.registry_host(given) == host
+    assert registry.auth_key(given) == key
+
+
+@pytest.mark.parametrize(
+    ("ref", "host"),
+    [
+        ("ghcr.io/owner/app", "ghcr.io"),
+        ("127.0.0.1:5000/app:1", "127.0.0.1:5000"),
+        ("localhost/app", "localhost"),
+        ("owner/app", "docker.io"),
+        ("app", "docker.io"),
+    ],
+)
+def test_reference_host(ref: str, host: str) -> None:
+    assert registry.reference_host(ref) == host
+
+
+def test_config_json_is_what_docker_login_writes() -> None:
+    password = fake_password()
+    creds = Credentials("ghcr.io", "octocat", password)
+    doc = json.loads(registry.config_json(creds))
+    assert doc == {"auths": {"ghcr.io": {"auth": base64.b64encode(f"octocat:{password}".encode()).decode()}}}
+
+
+def test_write_config_is_private_and_tool_env_keeps_the_store(tmp_path: Path) -> None:
+    creds = Credentials("", "user", fake_password())
+    folder = registry.write_config(creds, tmp_path / "run")
+    config = folder / "config.json"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert "https://index.docker.io/v1/" in json.loads(config.read_text())["auths"]
+    store = tmp_path / "home" / ".docker" / "buildx"
+    assert registry.tool_env(folder, store) == {"DOCKER_CONFIG": str(folder), "BUILDX_CONFIG": str(store)}
+    assert registry.tool_env(None, store) == {}
+
+
+def test_from_inputs_masks_the_password_and_its_auth_value() -> None:
+    password = fake_password()
+    creds = registry.from_inputs("ghcr.io", "octocat", password)
+    assert creds is not None and password not in repr(creds)
+    auth = base64.b64encode(f"octocat:{password}".encode()).decode()
+    assert runner.redact(f"x {password} y {auth}") == "x *** y ***"
+
+
+@pytest.mark.parametrize(("user", "missing"), [("octocat", "password"), ("", "username")])
+def test_half_a_pair_is_refused(user: str, missing: str) -> None:
+    password = "" if user else fake_password()
+    with pytest.raises(InputError) as err:
+        registry.from_inputs("", user, password)
+    assert f"{missing} is empty" in str(err.value)
+    assert not password or password not in str(err.value)
+
+
+def test_no_credentials_means_no_login() -> None:
+    assert registry.from_inputs("ghcr.io", "", "") is None
+
+
+def test_check_refs_warns_when_no_image_is_on_the_logged_in_registry() -> None:
+    creds = Credentials("ghcr.io", "u", fake_password())
+    assert registry.check_refs(creds, ["ghcr.io/o/app:1"]) == ""
+    assert "ghcr.io" in registry.check_refs(creds, ["quay.io/o/app"])
+    assert registry.check_refs(None, ["quay.io/o/app"]) == ""
+
+
+def test_parse_challenge() -> None:
+    scheme, params = registry.parse_challenge(
+        'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:o/a:pull"'
+    )
+    assert scheme == "bearer"
+    assert params == {"realm": "https://ghcr.io/token", "service": "ghcr.io", "scope": "repository:o/a:pull"}
+    assert registry.parse_challenge('Basic realm="r"') == ("basic", {"realm": "r"})
+
+
+@pytest.mark.parametrize(
+    ("host", "base"),
+    [
+        ("127.0.0.1:5000", "http://127.0.0.1:5000/v2/"),
+        ("localhost:5000", "http://localhost:5000/v2/"),
+        ("[::1]:5000", "http://[::1]:5000/v2/"),
+        ("ghcr.io", "https://ghcr.io/v2/"),
+        ("docker.io", "https://registry-1.docker.io/v2/"),
+    ],
+)
+def test_api_base_speaks_http_only_on_loopback(host: str, base: str) -> None:
+    assert registry.api_base(host) == base
+
+
+class FakeRegistry:
+    """Answers like a registry's /v2/ and token endpoints; records what was asked."""
+
+    def __init__(self, challenge: str, good: tuple[str, str]) -> None:
+        self.challenge, self.good, self.asked = challenge, good, []
+
+    def __call__(self, url: str, auth: tuple[str, str] | None) -> Reply:
+        self.asked.append((url, auth is not None))
+        if auth is None:
+            return Reply(401, {"WWW-Authenticate": self.challenge})
+        return Reply(200 if auth == self.good else 401, {})
+
+
+@pytest.mark.parametrize(
+    "challenge", ['Basic realm="r"', 'Bearer realm="https://auth.example.com/token",service="reg"']
+)
+def test_check_login_accepts_good_and_refuses_wrong_credentials(challenge: str) -> None:
+    password = fake_password()
+    good = Credentials("reg.example.com", "user", password)
+    fake = FakeRegistry(challenge, ("user", password))
+    assert "logged in to reg.example.com" in registry.check_login(good, fake)
+    if challenge.startswith("Bearer"):
+        assert fake.asked[-1][0] == "https://auth.example.com/token?account=user&service=reg"
+    wrong_password = fake_password()
+    with pytest.raises(RegistryError) as err:
+        registry.check_login(Credentials("reg.example.com", "user", wrong_password), fake)
+    assert "refused the username 'user'" in str(err.value)
+    assert wrong_password not in str(err.value) and password not in str(err.value)
+
+
+def test_check_login_only_notes_what_it_cannot_check() -> None:
+    creds = Credentials("reg.example.com", "user", fake_password())
+    assert "anonymous" in registry.check_login(creds, lambda url, auth: Reply(200, {}))
+
+    def unreachable(url: str, auth: tuple[str, str] | None) -> Reply:
+        raise ConnectionError("no route")
+
+    assert "could not reach" in registry.check_login(creds, unreachable)
