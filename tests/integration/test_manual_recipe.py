@@ -122,3 +122,57 @@ def test_manual_recipe_builds_each_platform_natively(
         if found:
             labels[section.split()[0]] = found.group(1)
     assert labels == {node: arch for arch, node in BUILDER_NODES.items()}, inspect
+
+
+def test_exec_reaches_the_buildkitd_of_the_pods_node_in_any_namespace(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Routing follows the scheduler, not a namespace or a name the harness knew in advance."""
+    from kubernetes import client
+
+    namespace = f"kbx-anywhere-{uuid.uuid4().hex[:8]}"
+    name, node = f"kbx-anywhere-{uuid.uuid4().hex[:8]}", "some-builder-node"
+    docker_config = tmp_path / "docker"
+    core = cluster.core_v1()
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    try:
+        buildx(
+            cluster,
+            docker_config,
+            "create",
+            "--name",
+            name,
+            "--driver",
+            "kubernetes",
+            "--platform",
+            "linux/arm64",
+            "--node",
+            node,
+            "--driver-opt",
+            f"namespace={namespace},nodeselector=kubernetes.io/arch=arm64",
+        )
+        try:
+            out = tmp_path / "out"
+            buildx(
+                cluster,
+                docker_config,
+                "--builder",
+                name,
+                "build",
+                "--platform",
+                "linux/arm64",
+                "--build-context",
+                cluster.base_image_context,
+                "--output",
+                f"type=local,dest={out}",
+                str(CONTEXT),
+            )
+            assert (out / "uname-m.txt").read_text().strip() == "aarch64"
+            pods = core.list_namespaced_pod(namespace, label_selector=f"app={node}").items
+            assert {p.spec.node_name for p in pods} == {cluster.nodes["arm64"]}
+            inspect = buildx(cluster, docker_config, "inspect", name)
+            assert re.search(r"^ kubebuildx\.dev/arch:\s+arm64$", inspect, re.M), inspect
+        finally:
+            buildx(cluster, docker_config, "rm", name, timeout=120)
+    finally:
+        core.delete_namespace(namespace)
