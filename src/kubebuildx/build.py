@@ -85,16 +85,24 @@ def secret_args(inputs: Inputs, written: Sequence[tuple[str, Path]]) -> list[str
     return args
 
 
+def push_by_digest(inputs: Inputs) -> bool:
+    """push with no tags: each platform job pushes by digest to ``image``, a merge job tags."""
+    return inputs.push and not inputs.tags and not inputs.outputs
+
+
 def outputs(inputs: Inputs, output_dir: Path) -> list[str]:
     if inputs.outputs:
         return list(inputs.outputs)
     if inputs.push:
-        if not inputs.tags:
-            raise InputError(
-                "push is set but there are no tags",
-                hint="set tags (e.g. ghcr.io/owner/app:latest), or outputs: "
-                "type=image,name=REPO,push-by-digest=true,name-canonical=true,push=true",
-            )
+        if push_by_digest(inputs):
+            if not inputs.image:
+                raise InputError(
+                    "push is set but there are neither tags nor an image",
+                    hint="set tags (e.g. ghcr.io/owner/app:latest), or image (e.g. ghcr.io/owner/app) "
+                    "to push by digest",
+                )
+            # docker's matrix recipe: https://docs.docker.com/build/ci/github-actions/multi-platform/
+            return [f"type=image,name={inputs.image},push-by-digest=true,name-canonical=true,push=true"]
         return ["type=image,push=true"]
     return [local_output(output_dir)]
 
