@@ -292,7 +292,11 @@ def buildkitd_ready(lay: Layout, arch: str) -> bool:
 def node_ready(kube: Kube, name: str) -> bool:
     node = kube.get("Node", name)
     conditions = (node or {}).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    # After a restart the node lifecycle controller may still carry not-ready or
+    # unreachable taints from before; builds right after `up` must not meet them.
+    taints = (node or {}).get("spec", {}).get("taints", [])
+    stale = [t for t in taints if t["key"].startswith("node.kubernetes.io/")]
+    return not stale and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def readiness(lay: Layout, kube: Kube) -> dict[str, Callable[[], bool]]:
