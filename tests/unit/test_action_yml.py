@@ -1,0 +1,160 @@
+"""action.yml, the README tables and the CLI flags cannot drift from INPUTS and OUTPUTS.
+
+Each file is parsed on its own terms (YAML, Markdown) and compared with the
+lists in the code, so that a hand edit is caught as surely as a stale
+generator (scripts/gen-action-yml, whose output is also compared byte for byte).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from kubebuildx import cli, summary
+from kubebuildx.artifacts import artifact_outputs
+from kubebuildx.builder import BuilderSpec
+from kubebuildx.inputs import INPUTS
+from kubebuildx.outputs_spec import OUTPUT_NAMES, OUTPUTS
+from kubebuildx.progress import Timings
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+# Outputs written by code other than summary.outputs and artifacts.artifact_outputs
+# (none yet); name them here with the module that sets them.
+EXTRA_PRODUCED: frozenset[str] = frozenset()
+
+
+@pytest.fixture(scope="module")
+def action() -> dict[str, Any]:
+    doc = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _generator() -> ModuleType:
+    path = ROOT / "scripts" / "gen-action-yml"
+    loader = importlib.machinery.SourceFileLoader("gen_action_yml", str(path))
+    spec = importlib.util.spec_from_loader("gen_action_yml", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _table(marker: str) -> list[list[str]]:
+    """The rows of the README table between the markers, cells stripped."""
+    text = README.read_text()
+    match = re.search(rf"<!-- {marker}:start -->\n(.*?)\n<!-- {marker}:end -->", text, re.S)
+    assert match, f"README.md has no <!-- {marker}:start/end --> markers"
+    lines = match.group(1).splitlines()
+    assert len(lines) >= 2 and set(lines[1]) <= set("|-: "), "a header and a separator row first"
+    rows = []
+    for line in lines[2:]:
+        cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+        rows.append([c.strip().replace("\\|", "|") for c in cells])
+    return rows
+
+
+def _unquote(cell: str) -> str:
+    return cell[1:-1] if len(cell) >= 2 and cell[0] == cell[-1] == "`" else cell
+
+
+# ---- action.yml ---------------------------------------------------------------------------------
+
+
+def test_action_inputs_are_inputs_in_order(action: dict[str, Any]) -> None:
+    assert list(action["inputs"]) == [spec.name for spec in INPUTS]
+
+
+@pytest.mark.parametrize("spec", INPUTS, ids=lambda s: s.name)
+def test_action_input_matches_spec(action: dict[str, Any], spec: Any) -> None:
+    declared = action["inputs"][spec.name]
+    assert declared["description"] == spec.description
+    assert str(declared.get("default", "")) == spec.default
+    assert declared.get("required", False) is False  # every input has a meaning when absent
+
+
+def test_action_outputs_are_outputs(action: dict[str, Any]) -> None:
+    assert [(name, out["description"]) for name, out in action["outputs"].items()] == list(OUTPUTS)
+
+
+def test_action_runs_kubebuildx_action_and_post(action: dict[str, Any]) -> None:
+    runs = action["runs"]
+    assert runs["using"] == "docker"
+    assert runs["image"] == "Dockerfile"
+    assert runs["args"] == ["action"]  # ENTRYPOINT ["kubebuildx"] + args: `kubebuildx action`
+    assert runs["post-if"] == "always()"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["kubebuildx"]' in dockerfile
+    # the post-entrypoint is the wrapper the Dockerfile writes, and it runs the post step
+    post = runs["post-entrypoint"]
+    assert f">{post}" in dockerfile
+    assert "exec kubebuildx action --post" in dockerfile
+
+
+def test_generated_files_are_current() -> None:
+    gen = _generator()
+    assert (ROOT / "action.yml").read_text() == gen.action_yml(), "run scripts/gen-action-yml"
+    assert README.read_text() == gen.readme(README.read_text()), "run scripts/gen-action-yml"
+
+
+# ---- README -------------------------------------------------------------------------------------
+
+
+def test_readme_inputs_table() -> None:
+    rows = _table("inputs")
+    assert [_unquote(r[0]) for r in rows] == [spec.name for spec in INPUTS]
+    assert [_unquote(r[1]) for r in rows] == [spec.default for spec in INPUTS]
+    assert [r[2] for r in rows] == [spec.description for spec in INPUTS]
+
+
+def test_readme_outputs_table() -> None:
+    rows = _table("outputs")
+    assert [(_unquote(r[0]), r[1]) for r in rows] == list(OUTPUTS)
+
+
+# ---- outputs are real ---------------------------------------------------------------------------
+
+
+def _produced() -> set[str]:
+    result = summary.BuildResult(
+        spec=BuilderSpec("b", "buildkit", (), ()),
+        timings=Timings((), (), {}, 0.0),
+        pod_nodes={},
+        metadata={},
+        output_dir="",
+        seconds=0.0,
+    )
+    return set(summary.outputs(result)) | set(artifact_outputs({})) | EXTRA_PRODUCED
+
+
+def test_every_declared_output_is_written() -> None:
+    assert set(OUTPUT_NAMES) - _produced() == set()
+
+
+def test_every_written_output_is_declared() -> None:
+    assert _produced() - set(OUTPUT_NAMES) == set()
+
+
+def test_output_names_are_unique() -> None:
+    assert len(set(OUTPUT_NAMES)) == len(OUTPUT_NAMES)
+
+
+# ---- the CLI ------------------------------------------------------------------------------------
+
+
+def test_every_input_is_a_build_flag() -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    build = sub.choices["build"]  # type: ignore[index]
+    flags = {opt for action in build._actions for opt in action.option_strings}
+    missing = {f"--{spec.name}" for spec in INPUTS if spec.name != "context"} - flags
+    assert missing == set(), "context is the positional argument; every other input is a flag"
