@@ -186,16 +186,23 @@ def kubeconfig(server_ca: Path, user: dict[str, str], name: str) -> dict[str, An
     }
 
 
-def _write(path: Path, text: str, mode: int = 0o600) -> None:
+def _write(path: Path, text: str, mode: int = 0o600) -> bool:
+    """Write atomically; True if the content changed."""
+    if path.exists() and path.read_text() == text:
+        path.chmod(mode)
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.chmod(mode)
     tmp.replace(path)
+    return True
 
 
-def write_component_configs(lay: Layout) -> None:
+def write_component_configs(lay: Layout) -> set[str]:
+    """Write the daemons' config files; return the daemons whose config changed."""
     p = lay.pki
+    changed = set()
 
     def cert_user(stem: str) -> dict[str, str]:
         return {
@@ -217,7 +224,7 @@ def write_component_configs(lay: Layout) -> None:
     stages = (HERE / "kwok-stages.yaml").read_text()
     for arch in L.ARCHES:
         socket = lay.buildkit_socket(arch)
-        _write(
+        if _write(
             lay.run / f"buildkitd-{arch}.toml",
             "\n".join(
                 [
@@ -246,7 +253,8 @@ def write_component_configs(lay: Layout) -> None:
                 ]
             ),
             mode=0o644,
-        )
+        ):
+            changed.add(f"buildkitd-{arch}")
         exec_rule = {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
             "kind": "ClusterExec",
@@ -256,9 +264,12 @@ def write_component_configs(lay: Layout) -> None:
             },
         }
         # No KwokConfiguration document: kwok's defaults apply only when there is none.
-        _write(
-            lay.run / f"kwok-{arch}.yaml", "\n---\n".join([stages, json.dumps(exec_rule)]) + "\n", mode=0o644
-        )
+        kwok_config = "\n---\n".join([stages, json.dumps(exec_rule)]) + "\n"
+        if _write(lay.run / f"kwok-{arch}.yaml", kwok_config, mode=0o644):
+            changed.add(f"kwok-{arch}")
+    # The registry the buildkitds were configured for, for `env` (KUBEBUILDX_REGISTRY may differ later).
+    _write(lay.run / "registry", L.registry() + "\n", mode=0o644)
+    return changed
 
 
 # ---------------------------------------------------------------- health
@@ -406,7 +417,10 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
     for directory in (lay.logs, lay.run, lay.kubeconfigs):
         directory.mkdir(parents=True, exist_ok=True)
     pki.ensure(lay.pki)
-    write_component_configs(lay)
+    changed = write_component_configs(lay)
+    for daemon in daemons(lay):
+        if daemon.name in changed and daemon.stop():
+            say(f"stopped {daemon.name}: its config changed; starting it again")
     step("certificates and configs", t0)
 
     kube = admin(lay)
@@ -540,7 +554,7 @@ def environment(lay: Layout) -> dict[str, Any]:
             "context": lay.base_image_context,
             "build_context_arg": f"{L.BASE_IMAGE_TAG}={lay.base_image_context}",
         },
-        "registry": L.registry(),
+        "registry": _configured_registry(lay),
         "apiserver": f"https://127.0.0.1:{L.APISERVER_PORT}",
         "versions": {
             "kubernetes": L.KUBERNETES_VERSION,
@@ -550,6 +564,13 @@ def environment(lay: Layout) -> dict[str, Any]:
             "buildx": L.BUILDX_VERSION,
         },
     }
+
+
+def _configured_registry(lay: Layout) -> str:
+    try:
+        return (lay.run / "registry").read_text().strip()
+    except OSError:
+        return L.registry()
 
 
 def env_lines(info: dict[str, Any]) -> list[str]:
