@@ -25,8 +25,10 @@ from kubebuildx import (
     instance,
     kube,
     kubeconfig,
+    merge,
     preflight,
     progress,
+    registry,
     runner,
     summary,
 )
@@ -51,7 +53,13 @@ class Run:
     namespace: str = ""
     spec: BuilderSpec | None = None
     api: Any = None
+    docker_config: Path | None = None  # our private DOCKER_CONFIG when the inputs log in
     marks: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tool_env(self) -> dict[str, str]:
+        """For buildx commands that talk to a registry."""
+        return registry.tool_env(self.docker_config, self.store)
 
     def mark(self, name: str) -> None:
         """Wall-clock marks, so that a benchmark can measure from the moment it spawned us."""
@@ -102,6 +110,21 @@ def connect(run: Run) -> None:
         )
         run.api = kube.api_client(str(run.kubeconfig_path))
     run.mark("connected")
+
+
+def login(run: Run, refs: tuple[str, ...]) -> None:
+    """Registry credentials to a private 0600 config.json, checked before any build."""
+    creds = registry.from_inputs(run.inputs.registry, run.inputs.username, run.inputs.password)
+    if creds is None:
+        return
+    with runner.group(f"Logging in to {creds.host}"):
+        runner.save_state("workdir", str(run.workdir))  # the post step deletes it, even after a failure
+        run.docker_config = registry.write_config(creds, run.workdir)
+        warning = registry.check_refs(creds, refs)
+        if warning:
+            runner.warning(warning)
+        runner.info(registry.check_login(creds))
+    run.mark("login")
 
 
 def check(run: Run) -> tuple[tuple[Platform, ...], dict[Platform, Platform]]:
@@ -326,7 +349,7 @@ def run_build(run: Run, pod_nodes: Mapping[str, str]) -> summary.BuildResult:
     started = time.monotonic()
     run.mark("build-start")
     with runner.group(f"Building {', '.join(str(p) for p in spec.platforms)}"):
-        code = cmd.stream(argv, on_stdout=show, on_stderr=show)
+        code = cmd.stream(argv, on_stdout=show, on_stderr=show, env=run.tool_env)
     seconds = time.monotonic() - started
     run.mark("build-end")
     metadata: dict[str, Any] = {}
@@ -345,9 +368,41 @@ def run_build(run: Run, pod_nodes: Mapping[str, str]) -> summary.BuildResult:
     )
 
 
+def record_digest(run: Run, result: summary.BuildResult) -> str:
+    """Push by digest: a file named by the digest's hex, uploaded as ``digests-<platform>``
+    for the merge job (docker's matrix recipe); the table row for the summary."""
+    digest = summary.digest(result.metadata)
+    if result.error or not digest or not build.push_by_digest(run.inputs):
+        return ""
+    with runner.group("Recording the digest for the merge"):
+        folder = run.workdir.parent / result.spec.name / "digests"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        file = folder / merge.digest_file_name(digest)
+        file.touch()
+        name = merge.digest_artifact_name(run.inputs.artifact_name, result.spec.platforms)
+        runner.info(f"pushed {run.inputs.image}@{digest}")
+        runner.info(f"digest file: {file}")
+        if not (run.inputs.upload_artifacts and run.env.get("ACTIONS_RUNTIME_TOKEN")):
+            return ""
+        from kubebuildx.artifacts import UploadOptions, upload_artifact
+
+        options = UploadOptions(
+            name=name,
+            retention_days=run.inputs.retention_days or 1,
+            compression_level=run.inputs.compression_level,
+            if_no_files_found="error",
+            overwrite=run.inputs.overwrite,
+        )
+        uploaded = upload_artifact(folder, options, [file])
+        if uploaded is None:
+            return ""
+        return f"Digest artifact for the merge job: [`{uploaded.name}`]({uploaded.url})"
+
+
 def publish(run: Run, result: summary.BuildResult) -> None:
     """Outputs, artifacts and the summary; written even when the build failed."""
-    extra = ""
+    extra = record_digest(run, result)
     if (
         result.output_dir
         and not result.error
@@ -375,7 +430,7 @@ def publish(run: Run, result: summary.BuildResult) -> None:
             )
             for key, value in artifact_outputs(uploaded).items():
                 runner.set_output(key, value)
-            extra = summary_rows(uploaded)
+            extra = summary_rows(uploaded) + (f"\n\n{extra}" if extra else "")
     with runner.group("Outputs and summary"):
         for key, value in summary.outputs(result).items():
             runner.set_output(key, value)
@@ -421,6 +476,7 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_clea
     run = start(inputs, env)
     failure: KubebuildxError | None = None
     try:
+        login(run, (*inputs.tags, inputs.image) if inputs.image else inputs.tags)
         connect(run)
         native, emulated = check(run)
         materialize(run, native, emulated)
@@ -435,6 +491,35 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_clea
             cleanup(run.store, run.spec.name if run.spec else "", run.workdir, run.inputs.cleanup)
     if failure:
         raise failure
+    return 0
+
+
+def merge_all(inputs: Inputs, env: Mapping[str, str] | None = None) -> int:
+    """mode: merge. No cluster: log in, verify the digests, create the index, read it back."""
+    run = start(inputs, env)
+    try:
+        image = inputs.image or merge.repository_of(inputs.tags[0])
+        login(run, (*inputs.tags, image))
+        merged = merge.run(
+            image=image,
+            tags=inputs.tags,
+            platforms=inputs.platforms,
+            items=inputs.digests,
+            buildx=build.buildx_command(),
+            env=run.tool_env,
+            workdir=run.workdir,
+            annotations=inputs.annotations,
+            builder=inputs.builder,
+        )
+        with runner.group("Outputs and summary"):
+            runner.set_output("digest", merged.index_digest)
+            runner.set_output(
+                "metadata", json.dumps(dict(merged.metadata), separators=(",", ":"), sort_keys=True)
+            )
+            runner.append_summary(merge.summary_markdown(merged.tags, merged.index_digest, merged.sources))
+            runner.info(f"index digest: {merged.index_digest}")
+    finally:
+        cleanup(run.store, "", run.workdir, False)
     return 0
 
 
@@ -454,7 +539,9 @@ __all__ = [
     "cleanup",
     "connect",
     "instance_only",
+    "login",
     "materialize",
+    "merge_all",
     "publish",
     "replace",
     "run_build",
