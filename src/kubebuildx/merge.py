@@ -20,10 +20,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubebuildx import cmd, runner
 from kubebuildx import platforms as plat
 from kubebuildx.errors import InputError, RegistryError
 from kubebuildx.platforms import Platform
@@ -333,3 +335,79 @@ def read_source(image: str, digest: str, inspect: Inspect) -> Source:
     if manifest.is_index:
         return Source(digest, tuple((d.platform, d.digest) for d in manifest.images()))
     return Source(digest, ((config_platform(inspect(ref, True)), digest),))
+
+
+@dataclass(frozen=True)
+class Merged:
+    index_digest: str
+    tags: tuple[str, ...]
+    sources: tuple[Source, ...]
+    metadata: Mapping[str, Any]
+
+
+def run(
+    *,
+    image: str,
+    tags: Sequence[str],
+    platforms: Sequence[Platform],
+    items: Sequence[str],
+    buildx: Sequence[str],
+    env: Mapping[str, str],
+    workdir: Path,
+    annotations: Sequence[str] = (),
+    builder: str = "",
+) -> Merged:
+    """Collect, verify, create, read back. Nothing is pushed unless the digests check out."""
+
+    def inspect(ref: str, config: bool) -> str:
+        result = cmd.run(
+            inspect_argv(buildx, ref, config=config, builder=builder),
+            env=env,
+            quiet=True,
+            timeout=120,
+            error=RegistryError,
+            what=f"reading {ref} from the registry",
+        )
+        return result.stdout
+
+    with runner.group("Collecting digests"):
+        digests, ignored = collect_digests(items)
+        for path in ignored:
+            runner.warning(f"ignored {path}: its name is not a sha256 digest")
+        if not digests:
+            raise RegistryError(
+                f"no digest files in {', '.join(items)}",
+                hint="download the build jobs' digest artifacts there first (actions/download-artifact "
+                "with pattern: digests-* and merge-multiple: true); did the build jobs push by digest?",
+            )
+        runner.info(f"{len(digests)} digest(s) for {image}: " + ", ".join(digests))
+    with runner.group(f"Verifying the digests cover {plat.join(platforms)}"):
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            sources = tuple(pool.map(lambda d: read_source(image, d, inspect), digests))
+        runner.info(describe(sources))
+        verify_sources(platforms, sources)
+    with runner.group(f"Creating {', '.join(tags)}"):
+        metadata_file = workdir / "merge-metadata.json"
+        refs = [f"{image}@{s.digest}" for s in sources]
+        cmd.run(
+            create_argv(
+                buildx, tags, refs, metadata_file=metadata_file, annotations=annotations, builder=builder
+            ),
+            env=env,
+            timeout=900,
+            error=RegistryError,
+            what="buildx imagetools create",
+        )
+        metadata: dict[str, Any] = {}
+        if metadata_file.is_file():
+            metadata = json.loads(metadata_file.read_text() or "{}")
+    with runner.group("Checking the pushed image"):
+        digest = ""
+        for tag in tags:
+            index = parse_manifest(inspect(tag, False))
+            check_index(platforms, sources, index)
+            if digest and index.digest != digest:
+                raise RegistryError(f"{tag} is {index.digest}, but {tags[0]} is {digest}")
+            digest = index.digest
+            runner.info(f"{tag}: {index.digest}, " + ", ".join(str(d.platform) for d in index.images()))
+    return Merged(digest, tuple(tags), sources, metadata)
