@@ -31,10 +31,13 @@ def main(env: Mapping[str, str] | None = None) -> int:
     with runner.group("Reading inputs"):
         secret = env.get("INPUT_KUBECONFIG", "")
         runner.mask(secret.strip())
+        runner.mask(env.get("INPUT_PASSWORD", ""))
         inputs = parse_inputs(raw_inputs(env))
         runner.info(
             f"platforms: {', '.join(map(str, inputs.platforms)) or '(all the cluster serves natively)'}"
         )
+    if inputs.mode == "merge":
+        return pipeline.merge_all(inputs, env)
     return pipeline.build_all(inputs, env, post_cleanup=True)
 
 

@@ -35,6 +35,19 @@ _COMMON = {
     "qemu-fallback",
 }
 
+# `kubebuildx merge` needs no cluster: the registry inputs and what names the image.
+_MERGE = {
+    "builder",
+    "platforms",
+    "tags",
+    "annotations",
+    "image",
+    "digests",
+    "registry",
+    "username",
+    "password",
+}
+
 
 def _add_input_flags(parser: argparse.ArgumentParser, names: set[str] | None = None) -> None:
     for spec in INPUTS:
@@ -83,7 +96,11 @@ def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
         if value is None:
             continue
         raw[spec.name] = "\n".join(value) if isinstance(value, list) else str(value)
-    raw["kubeconfig"] = _kubeconfig_text(getattr(args, "kubeconfig", None))
+    if getattr(args, "password_stdin", False):
+        raw["password"] = sys.stdin.read().strip()
+    runner.mask(raw.get("password", ""))
+    if "kubeconfig" in vars(args):
+        raw["kubeconfig"] = _kubeconfig_text(args.kubeconfig)
     if getattr(args, "context", None):
         raw["context"] = args.context
     return raw
@@ -112,9 +129,7 @@ def _cmd_instance(args: argparse.Namespace) -> int:
         assert run.kubeconfig_path is not None
         ref = args.kubeconfig_ref
         if ref is None:  # keep a private copy next to buildx's store, where the instance points
-            kept = run.store / "kubebuildx" / f"{spec.name}.kubeconfig"
-            instance.atomic_write(kept, run.kubeconfig_path.read_text())
-            ref = str(kept)
+            ref = str(instance.keep_kubeconfig(run.store, spec.name, run.kubeconfig_path.read_text()))
         text = instance.instance_json(spec, ref)
         instance.write(spec, ref, run.store)
         if args.print:
@@ -134,6 +149,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from kubebuildx import pipeline
 
     return pipeline.build_all(parse_inputs(raw_from_args(args)))
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from kubebuildx import pipeline
+
+    raw = raw_from_args(args)
+    raw["mode"] = "merge"
+    raw["digests"] = "\n".join([*([raw["digests"]] if raw.get("digests") else []), *args.digest_items])
+    return pipeline.merge_all(parse_inputs(raw))
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
@@ -177,7 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="preflight, boot, build every platform natively, outputs and summary")
     p.add_argument("context", nargs="?", default=".", help="build context (default: .)")
     _add_input_flags(p)
+    p.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
     p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser(
+        "merge",
+        help="join per-platform digests into one multi-platform image: verify, imagetools create, read back",
+    )
+    p.add_argument(
+        "digest_items",
+        nargs="*",
+        metavar="DIGESTS",
+        help="folders of digest files (named by the sha256 hex) or sha256:... digests",
+    )
+    _add_input_flags(p, _MERGE)
+    p.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
+    p.set_defaults(func=_cmd_merge)
 
     p = sub.add_parser("cleanup", help="remove a builder and its Deployments")
     p.add_argument("name", help="builder name")
