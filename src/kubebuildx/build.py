@@ -59,7 +59,11 @@ def attest_args(inputs: Inputs, builder_id: str = "") -> list[str]:
         kind = _attest_type(attest)
         if (kind == "provenance" and inputs.provenance) or (kind == "sbom" and inputs.sbom):
             continue
-        args += ["--attest", attest]
+        if kind == "provenance" and builder_id and "builder-id=" not in attest:
+            # build-push-action's resolveProvenanceAttrs
+            args += ["--attest", f"{attest},builder-id={builder_id}"]
+        else:
+            args += ["--attest", attest]
     return args
 
 
@@ -79,6 +83,11 @@ def secret_args(inputs: Inputs, written: Sequence[tuple[str, Path]]) -> list[str
         if not Path(src).is_file():
             raise InputError(f"secret-files: {src!r} (for {key}) does not exist")
         args += ["--secret", f"id={key},src={src}"]
+    return args
+
+
+def secret_env_args(inputs: Inputs) -> list[str]:
+    args: list[str] = []
     for item in inputs.secret_envs:
         key, _, env = item.partition("=")
         args += ["--secret", f"id={key},env={env}"]
@@ -118,6 +127,10 @@ def argv(
 ) -> list[str]:
     """The whole ``buildx build`` command line, in build-push-action's order."""
     a: list[str] = [*buildx, "build", "--builder", builder, "--progress", "rawjson"]
+    for value in inputs.allow:
+        a += ["--allow", value]
+    for value in inputs.annotations:
+        a += ["--annotation", value]
     for value in inputs.build_args:
         a += ["--build-arg", value]
     for value in inputs.build_contexts:
@@ -126,12 +139,11 @@ def argv(
         a += ["--cache-from", value]
     for value in inputs.cache_to:
         a += ["--cache-to", value]
+    a += secret_env_args(inputs)
     if inputs.file:
         a += ["--file", inputs.file]
     for value in inputs.labels:
         a += ["--label", value]
-    for value in inputs.annotations:
-        a += ["--annotation", value]
     for value in inputs.no_cache_filters:
         a += ["--no-cache-filter", value]
     for value in outputs(inputs, paths.output_dir):
@@ -147,8 +159,6 @@ def argv(
         a += ["--target", inputs.target]
     for value in inputs.ulimit:
         a += ["--ulimit", value]
-    for value in inputs.allow:
-        a += ["--allow", value]
     a += ["--metadata-file", str(paths.metadata_file)]
     if inputs.network:
         a += ["--network", inputs.network]
