@@ -1,0 +1,382 @@
+"""Inputs to the one ``buildx build`` argv: exact argv tables, in docker/build-push-action's
+order (getBuildArgs, then getCommonArgs, then the context)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kubebuildx import build
+from kubebuildx.errors import InputError
+from kubebuildx.inputs import parse_inputs
+from kubebuildx.platforms import Platform
+
+AMD64 = Platform("linux", "amd64")
+ARM64 = Platform("linux", "arm64")
+PATHS = build.BuildPaths(Path("/w/metadata.json"), Path("/w/out"))
+RUN_URL = "https://github.com/o/r/actions/runs/1/attempts/1"
+HEAD = ["buildx", "build", "--builder", "b", "--progress", "rawjson"]
+LOCAL = ["--output", "type=local,dest=/w/out,platform-split=true"]
+TAIL = ["--metadata-file", "/w/metadata.json"]
+
+
+def argv(
+    raw: dict[str, str], *, platforms: tuple[Platform, ...] = (AMD64, ARM64), builder_id: str = ""
+) -> list[str]:
+    return build.argv(parse_inputs(raw), builder="b", platforms=platforms, paths=PATHS, builder_id=builder_id)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({}, [*HEAD, *LOCAL, "--platform", "linux/amd64,linux/arm64", *TAIL, "."]),
+        (
+            {"context": "./app", "file": "./app/Dockerfile.ci", "target": "release"},
+            [
+                *HEAD,
+                "--file",
+                "./app/Dockerfile.ci",
+                *LOCAL,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--target",
+                "release",
+                *TAIL,
+                "./app",
+            ],
+        ),
+        (
+            {"build-args": "A=1,2\nB=x y", "build-contexts": "alpine=docker-image://alpine:3.20"},
+            [
+                *HEAD,
+                "--build-arg",
+                "A=1,2",
+                "--build-arg",
+                "B=x y",
+                "--build-context",
+                "alpine=docker-image://alpine:3.20",
+                *LOCAL,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                *TAIL,
+                ".",
+            ],
+        ),
+        (
+            {
+                "cache-from": "type=registry,ref=r/app:cache\ntype=gha",
+                "cache-to": "type=registry,ref=r/app:cache,mode=max",
+                "no-cache-filters": "test,lint",
+            },
+            [
+                *HEAD,
+                "--cache-from",
+                "type=registry,ref=r/app:cache",
+                "--cache-from",
+                "type=gha",
+                "--cache-to",
+                "type=registry,ref=r/app:cache,mode=max",
+                "--no-cache-filter",
+                "test",
+                "--no-cache-filter",
+                "lint",
+                *LOCAL,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                *TAIL,
+                ".",
+            ],
+        ),
+        (
+            {
+                "labels": "org.opencontainers.image.title=app\norg.opencontainers.image.description=a, b",
+                "annotations": "index:org.opencontainers.image.title=app",
+                "allow": "network.host",
+            },
+            [
+                *HEAD,
+                "--allow",
+                "network.host",
+                "--annotation",
+                "index:org.opencontainers.image.title=app",
+                "--label",
+                "org.opencontainers.image.title=app",
+                "--label",
+                "org.opencontainers.image.description=a, b",
+                *LOCAL,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                *TAIL,
+                ".",
+            ],
+        ),
+        (
+            {"outputs": "type=local,dest=/tmp/o\ntype=tar,dest=/tmp/o.tar"},
+            [
+                *HEAD,
+                "--output",
+                "type=local,dest=/tmp/o",
+                "--output",
+                "type=tar,dest=/tmp/o.tar",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                *TAIL,
+                ".",
+            ],
+        ),
+        (
+            {"push": "true", "tags": "ghcr.io/o/app:1.0,ghcr.io/o/app:latest"},
+            [
+                *HEAD,
+                "--output",
+                "type=image,push=true",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--tag",
+                "ghcr.io/o/app:1.0",
+                "--tag",
+                "ghcr.io/o/app:latest",
+                *TAIL,
+                ".",
+            ],
+        ),
+        (
+            {
+                "shm-size": "2g",
+                "ulimit": "nofile=1024:1024\nnproc=512",
+                "network": "host",
+                "no-cache": "true",
+                "pull": "true",
+            },
+            [
+                *HEAD,
+                *LOCAL,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "--shm-size",
+                "2g",
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=512",
+                *TAIL,
+                "--network",
+                "host",
+                "--no-cache",
+                "--pull",
+                ".",
+            ],
+        ),
+        (
+            {"secret-envs": "gh=GITHUB_TOKEN,npm=NPM_TOKEN", "file": "Dockerfile"},
+            [
+                *HEAD,
+                "--secret",
+                "id=gh,env=GITHUB_TOKEN",
+                "--secret",
+                "id=npm,env=NPM_TOKEN",
+                "--file",
+                "Dockerfile",
+                *LOCAL,
+                "--platform",
+                "linux/amd64,linux/arm64",
+                *TAIL,
+                ".",
+            ],
+        ),
+    ],
+)
+def test_argv(raw: dict[str, str], expected: list[str]) -> None:
+    assert argv(raw) == expected
+
+
+def test_every_input_in_build_push_action_order(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("not a real key")
+    inputs = parse_inputs(
+        {
+            "context": "ctx",
+            "allow": "security.insecure",
+            "annotations": "manifest:a=1",
+            "build-args": "A=1",
+            "build-contexts": "base=../base",
+            "cache-from": "type=gha",
+            "cache-to": "type=gha,mode=max",
+            "secret-envs": "e=ENV",
+            "file": "ctx/Dockerfile",
+            "labels": "l=1",
+            "no-cache-filters": "t",
+            "outputs": "type=image,name=r/a,push=true",
+            "provenance": "mode=max",
+            "sbom": "true",
+            "secrets": "s=value",
+            "secret-files": f"f={key}",
+            "shm-size": "1g",
+            "tags": "r/a:1",
+            "target": "final",
+            "ulimit": "nofile=1:1",
+            "network": "none",
+            "no-cache": "true",
+            "pull": "true",
+        }
+    )
+    paths = build.BuildPaths(Path("/w/m.json"), Path("/w/out"), secret_files=(("s", Path("/w/secrets/s")),))
+    got = build.argv(
+        inputs,
+        builder="kbx",
+        platforms=(ARM64,),
+        paths=paths,
+        builder_id=RUN_URL,
+        buildx=("docker", "buildx"),
+    )
+    assert got == [
+        "docker",
+        "buildx",
+        "build",
+        "--builder",
+        "kbx",
+        "--progress",
+        "rawjson",
+        "--allow",
+        "security.insecure",
+        "--annotation",
+        "manifest:a=1",
+        "--build-arg",
+        "A=1",
+        "--build-context",
+        "base=../base",
+        "--cache-from",
+        "type=gha",
+        "--cache-to",
+        "type=gha,mode=max",
+        "--secret",
+        "id=e,env=ENV",
+        "--file",
+        "ctx/Dockerfile",
+        "--label",
+        "l=1",
+        "--no-cache-filter",
+        "t",
+        "--output",
+        "type=image,name=r/a,push=true",
+        "--platform",
+        "linux/arm64",
+        "--attest",
+        f"type=provenance,mode=max,builder-id={RUN_URL}",
+        "--attest",
+        "type=sbom",
+        "--secret",
+        "id=s,src=/w/secrets/s",
+        "--secret",
+        f"id=f,src={key}",
+        "--shm-size",
+        "1g",
+        "--tag",
+        "r/a:1",
+        "--target",
+        "final",
+        "--ulimit",
+        "nofile=1:1",
+        "--metadata-file",
+        "/w/m.json",
+        "--network",
+        "none",
+        "--no-cache",
+        "--pull",
+        "ctx",
+    ]
+    assert "value" not in " ".join(got)  # a secret's value goes to a file, never into argv
+
+
+def test_single_platform_still_splits_the_local_output() -> None:
+    assert argv({}, platforms=(ARM64,)) == [
+        *HEAD,
+        *LOCAL,
+        "--platform",
+        "linux/arm64",
+        *TAIL,
+        ".",
+    ]
+
+
+# build-push-action getAttestArgs / getProvenanceInput / resolveProvenanceAttrs
+@pytest.mark.parametrize(
+    ("raw", "builder_id", "expected"),
+    [
+        ({}, RUN_URL, []),
+        ({"provenance": "true"}, RUN_URL, [f"type=provenance,builder-id={RUN_URL}"]),
+        ({"provenance": "True"}, "", ["type=provenance"]),
+        ({"provenance": "false"}, RUN_URL, ["type=provenance,disabled=true"]),
+        ({"provenance": "FALSE"}, RUN_URL, ["type=provenance,disabled=true"]),
+        ({"provenance": "mode=max"}, RUN_URL, [f"type=provenance,mode=max,builder-id={RUN_URL}"]),
+        ({"provenance": "mode=min,inline-only=true"}, "", ["type=provenance,mode=min,inline-only=true"]),
+        ({"provenance": "mode=max,builder-id=mine"}, RUN_URL, ["type=provenance,mode=max,builder-id=mine"]),
+        ({"sbom": "true"}, RUN_URL, ["type=sbom"]),
+        ({"sbom": "false"}, RUN_URL, ["type=sbom,disabled=true"]),
+        (
+            {"sbom": "generator=docker/buildkit-syft-scanner"},
+            RUN_URL,
+            ["type=sbom,generator=docker/buildkit-syft-scanner"],
+        ),
+        (
+            {"provenance": "false", "sbom": "true"},
+            RUN_URL,
+            ["type=provenance,disabled=true", "type=sbom"],
+        ),
+        # the provenance and sbom inputs win over attests of their type
+        (
+            {"provenance": "mode=min", "attests": "type=provenance,mode=max\ntype=sbom,generator=x"},
+            "",
+            ["type=provenance,mode=min", "type=sbom,generator=x"],
+        ),
+        (
+            {"sbom": "false", "attests": "type=sbom,generator=x\ntype=provenance,mode=max"},
+            RUN_URL,
+            ["type=sbom,disabled=true", f"type=provenance,mode=max,builder-id={RUN_URL}"],
+        ),
+        ({"attests": "type=provenance,mode=max"}, "", ["type=provenance,mode=max"]),
+        (
+            {"attests": "mode=max, type=provenance"},
+            RUN_URL,
+            [f"mode=max, type=provenance,builder-id={RUN_URL}"],
+        ),
+    ],
+)
+def test_attest_args(raw: dict[str, str], builder_id: str, expected: list[str]) -> None:
+    args = build.attest_args(parse_inputs(raw), builder_id)
+    assert args[0::2] == ["--attest"] * len(expected)
+    assert args[1::2] == expected
+
+
+def test_secrets_are_passed_as_files_and_envs(tmp_path: Path) -> None:
+    f = tmp_path / "npmrc"
+    f.write_text("not a real npmrc")
+    inputs = parse_inputs({"secret-files": f"npmrc={f}", "secret-envs": "tok=TOKEN"})
+    written = (("gh", Path("/w/s/gh")),)
+    assert build.secret_args(inputs, written) == [
+        "--secret",
+        "id=gh,src=/w/s/gh",
+        "--secret",
+        f"id=npmrc,src={f}",
+    ]
+    assert build.secret_env_args(inputs) == ["--secret", "id=tok,env=TOKEN"]
+
+
+def test_missing_secret_file_is_an_input_error(tmp_path: Path) -> None:
+    inputs = parse_inputs({"secret-files": f"npmrc={tmp_path / 'nope'}"})
+    with pytest.raises(InputError, match="secret-files"):
+        build.argv(inputs, builder="b", platforms=(AMD64,), paths=PATHS)
+
+
+def test_push_without_tags_or_image_is_an_input_error() -> None:
+    with pytest.raises(InputError) as exc:
+        build.outputs(parse_inputs({"push": "true"}), Path("/w/out"))
+    assert "push" in str(exc.value)
+    assert "tags" in str(exc.value)
+
+
+def test_local_output() -> None:
+    assert build.local_output(Path("/runner/_temp/kbx/out")) == (
+        "type=local,dest=/runner/_temp/kbx/out,platform-split=true"
+    )
