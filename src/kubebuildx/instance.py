@@ -108,10 +108,22 @@ def write(spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool
     return path
 
 
+def kept_kubeconfig(store: Path, name: str) -> Path:
+    """Where a builder that outlives the run keeps its private kubeconfig copy."""
+    return store / "kubebuildx" / f"{name}.kubeconfig"
+
+
+def keep_kubeconfig(store: Path, name: str, text: str) -> Path:
+    path = kept_kubeconfig(store, name)
+    atomic_write(path, text)
+    return path
+
+
 def remove(name: str, store: Path) -> None:
     """Forget a builder in the store only (its Deployments are left alone)."""
     for sub in ("instances", "activity"):
         (store / sub / name).unlink(missing_ok=True)
+    kept_kubeconfig(store, name).unlink(missing_ok=True)
     current = store / "current"
     if current.is_file():
         try:

@@ -188,7 +188,11 @@ def materialize(run: Run, native: tuple[Platform, ...], emulated: dict[Platform,
             emulated=emulated,
             config=_buildkit_config(run.inputs),
         )
-        path = instance.write(spec, str(run.kubeconfig_path), run.store)
+        ref = run.kubeconfig_path
+        if not run.inputs.cleanup:  # a warm builder outlives this run's workdir: keep a private copy
+            ref = instance.keep_kubeconfig(run.store, spec.name, run.kubeconfig_path.read_text())
+        run.kubeconfig_path = ref
+        path = instance.write(spec, str(ref), run.store)
         runner.info(f"builder {spec.name}: " + ", ".join(f"{n.name} → {n.platform}" for n in spec.nodes))
         runner.info(f"instance file {path}")
         run.spec = spec
@@ -455,7 +459,7 @@ def cleanup(store: Path, name: str, workdir: Path | None, remove_builder: bool) 
                 )
             except KubebuildxError as exc:
                 runner.warning(f"could not remove builder {name}: {exc}")
-                instance.remove(name, store)
+            instance.remove(name, store)
         elif name:
             runner.info(f"keeping builder {name} warm (cleanup: false)")
         if workdir and workdir.is_dir():

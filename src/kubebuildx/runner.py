@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from actions_toolkit import core
+from actions_toolkit.command import issue_command
 
 _masked: set[str] = set()
 
@@ -34,13 +35,20 @@ def mask(secret: str) -> None:
     """
     if not secret:
         return
-    values = {secret, *(line.strip() for line in secret.splitlines())}
-    for value in sorted(v for v in values if len(v) >= 4):
+    for value in sorted({secret, *(line.strip() for line in secret.splitlines())}):
+        if len(value) < 8 or ("\n" in secret and value != secret and not _looks_secret(value)):
+            continue
         if value in _masked:
             continue
         _masked.add(value)
         if on_github():
             core.set_secret(value)
+
+
+def _looks_secret(line: str) -> bool:
+    """A line of a multi-line secret (a PEM block, say) is masked on its own
+    only when it could be secret material, not YAML keys such as `apiVersion: v1`."""
+    return " " not in line and ":" not in line and len(line) >= 16
 
 
 def redact(text: str) -> str:
@@ -63,10 +71,14 @@ def debug(message: str) -> None:
         info(f"debug: {message}")
 
 
+def _annotate(kind: str, message: str, title: str | None) -> None:
+    # actions_toolkit's core.warning/error add empty file=,line=... properties; send only what we have.
+    issue_command(kind, {"title": title} if title else {}, redact(message))
+
+
 def warning(message: str, title: str | None = None) -> None:
     if on_github():
-        props = {"title": title} if title else {}
-        core.warning(redact(message), **props)
+        _annotate("warning", message, title)
     else:
         sys.stderr.write(f"warning: {redact(message)}\n")
     sys.stderr.flush()
@@ -75,8 +87,7 @@ def warning(message: str, title: str | None = None) -> None:
 
 def error(message: str, title: str | None = None) -> None:
     if on_github():
-        props = {"title": title} if title else {}
-        core.error(redact(message), **props)
+        _annotate("error", message, title)
     else:
         sys.stderr.write(f"error: {redact(message)}\n")
     sys.stdout.flush()

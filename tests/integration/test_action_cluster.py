@@ -81,7 +81,8 @@ def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, st
             "INPUT_BUILD-CONTEXTS": cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
             "INPUT_BUILD-ARGS": "GREETING=from-action",
             "INPUT_CLEANUP": "true",
-            "INPUT_UPLOAD-ARTIFACTS": "true",  # no ACTIONS_RUNTIME_TOKEN here: skipped
+            "INPUT_UPLOAD-ARTIFACTS": "true",
+            "INPUT_NO-CACHE": "true",  # so that every step really runs and has a duration
         }
     )
     main = subprocess.run(
@@ -104,7 +105,7 @@ def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, st
     out = Path(outputs["output-dir"])
     assert (out / "linux_arm64" / "greeting").read_text().strip() == "from-action"
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
-    assert "| Step | `linux/amd64` | `linux/arm64` |" in summary
+    assert "| Step | `linux/amd64` | `linux/arm64` |" in summary, summary
     assert cenv["KUBEBUILDX_NODE_ARM64"] in summary and "**Total**" in summary
     # the kubeconfig stays for the post step, private
     state = read_file_commands(Path(env["GITHUB_STATE"]))
@@ -126,7 +127,13 @@ def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, st
     assert deployments(cenv, builder) == []
 
     # No secret of the kubeconfig anywhere: logs, outputs, summary, state, files written
-    everything = printed + post.stdout + post.stderr
+    # `::add-mask::` lines are consumed by the runner, never shown: they are how a secret gets masked.
+    shown = [
+        line
+        for line in (printed + post.stdout + post.stderr).splitlines()
+        if not line.startswith("::add-mask::")
+    ]
+    everything = "\n".join(shown)
     for path in tmp_path.rglob("*"):
         if path.is_file():
             everything += path.read_bytes().decode("utf-8", "replace")

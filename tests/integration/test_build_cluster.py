@@ -4,6 +4,7 @@ API, one real BuildKit per architecture. Nothing here is faked."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -142,7 +143,8 @@ def test_preflight_names_the_toleration_for_a_tainted_node(cenv: dict[str, str],
         run = kubebuildx(["preflight", *common(cenv), "--platforms", "linux/arm64"], cenv, home, timeout=60)
         assert run.proc.returncode == 4, run.text
         assert "tainted" in run.text and "linux/arm64:tolerations=key=" in run.text, run.text
-        tolerated = run.text.split("linux/arm64:", 1)[1].split()[0]
+        tolerated = re.search(r"linux/arm64:(tolerations=\S+)", run.text)
+        assert tolerated, run.text
         ok = kubebuildx(
             [
                 "preflight",
@@ -150,7 +152,7 @@ def test_preflight_names_the_toleration_for_a_tainted_node(cenv: dict[str, str],
                 "--platforms",
                 "linux/arm64",
                 "--driver-opts",
-                f"linux/arm64:{tolerated}",
+                f"linux/arm64:{tolerated[1]}",
             ],
             cenv,
             home,
