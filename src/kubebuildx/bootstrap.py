@@ -153,6 +153,9 @@ def diagnose(
 
 def hint_for(reasons: Sequence[str]) -> str:
     text = " ".join(reasons)
+    # The scheduler names every node's reason; the most specific one wins.
+    if "Insufficient" in text:
+        return "lower driver-opts requests.cpu / requests.memory, or add capacity"
     if "taint" in text:
         return "tolerate the taint with driver-opts tolerations=..., or remove it from the node"
     if "node affinity/selector" in text or "didn't match" in text:
@@ -160,8 +163,6 @@ def hint_for(reasons: Sequence[str]) -> str:
             "no node matches the node selector: check the nodes' kubernetes.io/arch labels "
             "and driver-opts nodeselector"
         )
-    if "Insufficient" in text:
-        return "lower driver-opts requests.cpu / requests.memory, or add capacity"
     if "ImagePull" in text or "ErrImage" in text:
         return "the BuildKit image cannot be pulled: check driver-opts image and the nodes' registry access"
     if "CrashLoopBackOff" in text or "exited" in text:

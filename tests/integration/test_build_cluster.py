@@ -3,6 +3,7 @@ API, one real BuildKit per architecture. Nothing here is faked."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ from cluster_helpers import (
     CONTEXT,
     ELF_MACHINE,
     ROOT,
+    api_json,
     cluster_env,
     common,
     deployments,
@@ -238,3 +240,58 @@ def test_instance_file_is_what_buildx_reads(cenv: dict[str, str], home: Path) ->
         ["buildx", "ls"], capture_output=True, text=True, env=env, check=False, timeout=60
     ).stdout
     assert "kbx-it-instance*" in ls  # the current builder
+
+
+def test_pods_that_cannot_schedule_are_explained(cenv: dict[str, str], home: Path) -> None:
+    run = kubebuildx(
+        [
+            "build",
+            str(CONTEXT),
+            *common(cenv),
+            "--builder",
+            "kbx-it-unschedulable",
+            "--platforms",
+            "linux/arm64",
+            "--driver-opts",
+            "requests.cpu=5000",
+            "--driver-opts",
+            "timeout=8s",
+        ],
+        cenv,
+        home,
+        timeout=120,
+    )
+    assert run.proc.returncode == 5, run.text[-3000:]
+    assert "did not become ready" in run.text
+    assert "Insufficient cpu" in run.text, run.text[-3000:]
+    assert "requests.cpu" in run.text  # the fix names the option to lower
+    assert deployments(cenv, "kbx-it-unschedulable") == [], "cleanup still removes what was created"
+
+
+def test_instance_can_be_stored_as_a_configmap(cenv: dict[str, str], home: Path) -> None:
+    run = kubebuildx(
+        [
+            "instance",
+            *common(cenv),
+            "--builder",
+            "kbx-it-cm",
+            "--platforms",
+            "linux/amd64,linux/arm64",
+            "--configmap",
+            "kbx-it-buildx-config",
+            "--kubeconfig-ref",
+            "",
+        ],
+        cenv,
+        home,
+    )
+    assert run.proc.returncode == 0, run.text
+    cm = api_json(cenv, f"/api/v1/namespaces/{cenv['KUBEBUILDX_NAMESPACE']}/configmaps/kbx-it-buildx-config")
+    stored = json.loads(cm["data"]["data"])
+    assert stored["Name"] == "kbx-it-cm" and stored["Driver"] == "kubernetes"
+    assert [n["Endpoint"] for n in stored["Nodes"]] == [
+        "kubernetes:///kbx-it-cm?deployment=kbx-it-cm-linux-amd64&kubeconfig=",
+        "kubernetes:///kbx-it-cm?deployment=kbx-it-cm-linux-arm64&kubeconfig=",
+    ]
+    # what buildx itself would read from the mounted file
+    assert stored == json.loads((home / "docker" / "buildx" / "instances" / "kbx-it-cm").read_text())
