@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import shlex
 import tomllib
 from collections.abc import Mapping
@@ -58,19 +59,26 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
-def default_builder_name(env: Mapping[str, str], platforms: tuple[Platform, ...], keep: bool) -> str:
+def default_builder_name(
+    env: Mapping[str, str], platforms: tuple[Platform, ...], keep: bool, nonce: str = ""
+) -> str:
     """A name no other job collides with.
 
     With cleanup on, the name is unique per run, attempt, job and platform set,
-    so concurrent matrix jobs never share (or remove) each other's builder.
-    With cleanup off, it is stable per repository and platform set, so the next
-    run finds the warm builder and its cache.
+    so concurrent matrix jobs never share (or remove) each other's builder;
+    outside GitHub Actions (no run id) it is unique per invocation (``nonce``,
+    random when not given), so two CLI jobs on one cluster never remove each
+    other's builder either. With cleanup off, it is stable per repository and
+    platform set, so the next run finds the warm builder and its cache.
     """
     repo = env.get("GITHUB_REPOSITORY", "")
     plats = ",".join(str(p) for p in platforms)
-    if keep or not env.get("GITHUB_RUN_ID"):
+    if keep:
         seed = f"{repo}|{plats}|warm"
         prefix = "kbx-warm"
+    elif not env.get("GITHUB_RUN_ID"):
+        seed = f"{plats}|{nonce or secrets.token_hex(8)}"
+        prefix = "kbx-cli"
     else:
         seed = "|".join(
             (

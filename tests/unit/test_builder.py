@@ -248,6 +248,17 @@ def test_warm_name_is_stable_per_repository_and_platforms() -> None:
     )
 
 
+def test_cli_name_with_cleanup_is_unique_per_invocation() -> None:
+    """Two CLI jobs on one cluster (no GitHub run id): one's cleanup must not remove the other's builder."""
+    a = builder.default_builder_name({}, (AMD64,), keep=False, nonce="job-a")
+    assert a == builder.default_builder_name({}, (AMD64,), keep=False, nonce="job-a")
+    assert a != builder.default_builder_name({}, (AMD64,), keep=False, nonce="job-b")
+    assert builder.default_builder_name({}, (AMD64,), keep=False) != builder.default_builder_name(
+        {}, (AMD64,), keep=False
+    )
+    assert a != builder.default_builder_name({}, (AMD64,), keep=True)
+
+
 @pytest.mark.parametrize(
     "env",
     [
