@@ -15,9 +15,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# A stage built for another platform (FROM --platform=$BUILDPLATFORM) is named
+# ``[linux/amd64->arm64 build 1/2]``: build platform, then the target's arch (or
+# whole platform when the OS differs); dockerfile2llb's formatTargetPlatform.
 _PLATFORM_PREFIX = re.compile(
-    r"^\[(?P<platform>[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?)(?: (?P<rest>[^\]]*))?\] ?(?P<tail>.*)$"
+    r"^\[(?P<platform>[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?)"
+    r"(?:->(?P<target>[a-z0-9_]+(?:/[a-z0-9_]+){0,2}))?"
+    r"(?: (?P<rest>[^\]]*))?\] ?(?P<tail>.*)$"
 )
+_OS_PREFIXES = ("linux/", "windows/", "darwin/", "freebsd/")
 
 
 def parse_time(text: str | None) -> float | None:
@@ -39,12 +45,15 @@ def split_name(name: str) -> tuple[str, str]:
         not m
         or "/" not in m["platform"]
         or m["platform"].count("/") > 2
-        or not m["platform"].startswith(("linux/", "windows/", "darwin/", "freebsd/"))
+        or not m["platform"].startswith(_OS_PREFIXES)
     ):
         return "", name
     rest = m["rest"]
     step = f"[{rest}] {m['tail']}" if rest else m["tail"]
-    return m["platform"], step
+    platform, target = m["platform"], m["target"]
+    if target:  # the step belongs to the platform it builds for
+        platform = target if target.startswith(_OS_PREFIXES) else platform.split("/")[0] + "/" + target
+    return platform, step
 
 
 @dataclass
