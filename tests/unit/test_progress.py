@@ -1,0 +1,250 @@
+"""BuildKit's rawjson progress stream to a plain log and to per-platform step timings.
+
+The fixtures in tests/fixtures/progress/ are client.SolveStatus lines as buildx
+--progress rawjson prints them (Go encoding/json, omitempty fields, RFC 3339
+timestamps with up to nanoseconds, log data base64), for a two-stage
+Dockerfile built on two native nodes, on one node, failing, and emulated.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from kubebuildx import progress
+from kubebuildx.progress import Progress, Vertex
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "progress"
+ALPINE = (
+    "docker.io/library/alpine:3.20@sha256:beefdbd8a1da6d2915566fde36db9db0b524eb737fc57cd1367effd16dc0d06d"
+)
+
+
+def feed(name: str) -> tuple[Progress, list[str]]:
+    prog = Progress()
+    out: list[str] = []
+    for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines():
+        out += prog.feed(line)
+    return prog, out
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2026-11-29T04:41:00Z", 0.0),
+        ("2026-11-29T04:41:00.5Z", 0.5),
+        ("2026-11-29T04:41:00.310123456Z", 0.310123),
+        ("2026-11-29T05:41:00.25+01:00", 0.25),
+        ("2026-11-29T03:41:01-00:59", -59.0),
+    ],
+)
+def test_parse_time(text: str, seconds: float) -> None:
+    base = progress.parse_time("2026-11-29T04:41:00Z")
+    got = progress.parse_time(text)
+    assert base is not None
+    assert got is not None
+    assert got - base == pytest.approx(seconds, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", [None, "", "yesterday", "2026-11-29 04:41:00Z", "2026-11-29T04:41:00"])
+def test_parse_time_rejects(text: str | None) -> None:
+    assert progress.parse_time(text) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "platform", "step"),
+    [
+        ("[linux/arm64 build 2/3] RUN make", "linux/arm64", "[build 2/3] RUN make"),
+        ("[linux/arm/v7 stage-1 1/1] COPY . /", "linux/arm/v7", "[stage-1 1/1] COPY . /"),
+        ("[linux/amd64 2/3] RUN make", "linux/amd64", "[2/3] RUN make"),
+        (
+            "[linux/amd64 internal] load metadata for docker.io/library/alpine:3.20",
+            "linux/amd64",
+            "[internal] load metadata for docker.io/library/alpine:3.20",
+        ),
+        ("[linux/amd64->arm64 build 1/2] RUN go build", "linux/arm64", "[build 1/2] RUN go build"),
+        ("[linux/amd64->arm/v7 build 1/2] RUN go build", "linux/arm/v7", "[build 1/2] RUN go build"),
+        ("[linux/amd64->windows/amd64 b 1/1] RUN x", "windows/amd64", "[b 1/1] RUN x"),
+        # no platform: shared, unchanged
+        (
+            "[internal] load build definition from Dockerfile",
+            "",
+            "[internal] load build definition from Dockerfile",
+        ),
+        ("[build 2/3] RUN make", "", "[build 2/3] RUN make"),
+        ("exporting to client directory", "", "exporting to client directory"),
+        (
+            "[auth] library/alpine:pull token for registry-1.docker.io",
+            "",
+            "[auth] library/alpine:pull token for registry-1.docker.io",
+        ),
+        ("[a/b/c/d x] y", "", "[a/b/c/d x] y"),
+    ],
+)
+def test_split_name(name: str, platform: str, step: str) -> None:
+    assert progress.split_name(name) == (platform, step)
+
+
+def test_multi_platform_log() -> None:
+    prog, out = feed("multi-platform")
+    assert out == [
+        "#1 [internal] load build definition from Dockerfile",
+        "#1 DONE 0.2s",
+        "#2 [linux/amd64 internal] load metadata for docker.io/library/alpine:3.20",
+        "#3 [linux/arm64 internal] load metadata for docker.io/library/alpine:3.20",
+        "#2 DONE 1.2s",
+        "#4 [internal] load .dockerignore",
+        "#4 DONE 0.1s",
+        f"#5 CACHED [linux/amd64 build 1/3] FROM {ALPINE}",
+        "#6 CACHED [linux/amd64 build 2/3] WORKDIR /src",
+        "#7 [linux/amd64 build 3/3] RUN uname -m > arch.txt && make",
+        "#3 DONE 1.5s",
+        f"#8 [linux/arm64 build 1/3] FROM {ALPINE}",
+        "#7 x86_64",
+        "#8 DONE 2.2s",
+        "#9 [linux/arm64 build 2/3] WORKDIR /src",
+        "#9 DONE 0.1s",
+        "#10 [linux/arm64 build 3/3] RUN uname -m > arch.txt && make",
+        "#10 aarch64",
+        "#10 cc -O2 -o hello hello.c",
+        "#10 hello.c: In function 'main':",
+        "#7 cc -O2 -o hello hello.c",
+        "#7 DONE 12.0s",
+        "#11 [linux/amd64 stage-1 1/1] COPY --from=build /src/arch.txt /",
+        "#11 DONE 0.1s",
+        "#12 exporting to client directory",
+        "#10 DONE 16.5s",
+        "#13 [linux/arm64 stage-1 1/1] COPY --from=build /src/arch.txt /",
+        "#13 DONE 0.2s",
+        "WARNING: FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 1)",
+        "#12 DONE 7.4s",
+    ]
+    assert prog.errors() == []
+    assert prog.other == []
+
+
+def test_multi_platform_timings() -> None:
+    prog, _ = feed("multi-platform")
+    t = prog.timings()
+    assert t.platforms == ("linux/amd64", "linux/arm64")
+    assert [s.label for s in t.steps] == [
+        "[internal] load metadata for docker.io/library/alpine:3.20",
+        f"[build 1/3] FROM {ALPINE}",
+        "[build 2/3] WORKDIR /src",
+        "[build 3/3] RUN uname -m > arch.txt && make",
+        "[stage-1 1/1] COPY --from=build /src/arch.txt /",
+    ]
+    seconds = {s.label.split("] ")[0] + "]": s.seconds for s in t.steps}
+    assert seconds["[build 3/3]"] == pytest.approx({"linux/amd64": 12.0, "linux/arm64": 16.5})
+    assert seconds["[build 1/3]"] == pytest.approx({"linux/amd64": 0.0, "linux/arm64": 2.2})
+    assert seconds["[internal]"] == pytest.approx({"linux/amd64": 1.2, "linux/arm64": 1.5})
+    cached = {s.label.split("] ")[0] + "]": s.cached for s in t.steps}
+    assert cached["[build 1/3]"] == {"linux/amd64": True, "linux/arm64": False}
+    assert cached["[build 2/3]"] == {"linux/amd64": True, "linux/arm64": False}
+    assert cached["[build 3/3]"] == {"linux/amd64": False, "linux/arm64": False}
+    # wall time from each platform's first step start to its last step end
+    assert t.totals == pytest.approx({"linux/amd64": 14.0 - 0.32, "linux/arm64": 21.2 - 0.33})
+    # definition, .dockerignore and export belong to no platform
+    assert t.shared == pytest.approx(21.5 - 0.1)
+    assert t.as_json() == {"linux/amd64": 13.68, "linux/arm64": 20.87}
+
+
+def test_single_platform_timings_name_the_platform() -> None:
+    prog, out = feed("single-platform")
+    assert out[:5] == [
+        "#1 [internal] load build definition from Dockerfile",
+        "#1 DONE 0.1s",
+        "#2 [internal] load metadata for docker.io/library/alpine:3.20",
+        "#2 DONE 0.8s",
+        f"#3 CACHED [build 1/3] FROM {ALPINE}",
+    ]
+    t = prog.timings(single="linux/arm64")
+    assert t.platforms == ("linux/arm64",)
+    assert [s.label for s in t.steps] == [
+        f"[build 1/3] FROM {ALPINE}",
+        "[build 2/3] WORKDIR /src",
+        "[build 3/3] RUN uname -m > arch.txt && make",
+        "[stage-1 1/1] COPY --from=build /src/arch.txt /",
+    ]
+    assert t.steps[2].seconds == pytest.approx({"linux/arm64": 5.0})
+    assert t.totals == pytest.approx({"linux/arm64": 6.4 - 1.1})
+    assert t.shared == pytest.approx(6.9 - 0.1)
+
+
+def test_single_platform_without_the_hint_has_no_platform() -> None:
+    prog, _ = feed("single-platform")
+    t = prog.timings()
+    assert t.platforms == ()
+    assert t.steps == ()
+
+
+def test_failure() -> None:
+    prog, out = feed("failure")
+    assert out == [
+        "#1 [internal] load build definition from Dockerfile",
+        "#1 DONE 0.1s",
+        "#2 [linux/amd64 build 2/2] RUN make test",
+        "#3 [linux/arm64 build 2/2] RUN make test",
+        "#3 make: *** [Makefile:3: test] Error 2",
+        '#3 ERROR: process "/bin/sh -c make test" did not complete successfully: exit code: 2',
+        "#2 ERROR: context canceled",
+    ]
+    assert prog.errors() == [
+        "context canceled",
+        'process "/bin/sh -c make test" did not complete successfully: exit code: 2',
+    ]
+
+
+def test_emulated_steps_belong_to_the_target_platform() -> None:
+    prog, _ = feed("emulated")
+    t = prog.timings()
+    assert t.platforms == ("linux/amd64", "linux/arm64")
+    run = next(s for s in t.steps if "go build" in s.label)
+    assert run.label == "[build 2/2] RUN go build -o /out/app ."
+    assert run.seconds == pytest.approx({"linux/amd64": 4.0, "linux/arm64": 6.0})
+    assert t.totals == pytest.approx({"linux/amd64": 5.2 - 0.5, "linux/arm64": 8.0 - 0.6})
+
+
+def test_non_json_lines_are_kept_and_printed() -> None:
+    prog = Progress()
+    assert prog.feed("ERROR: failed to solve: no such file\n") == ["ERROR: failed to solve: no such file"]
+    assert prog.feed("   \n") == []
+    assert prog.feed("[1, 2]") == []
+    assert prog.other == ["ERROR: failed to solve: no such file"]
+
+
+def test_a_vertex_repeated_with_the_same_times_prints_once() -> None:
+    v = {"digest": "sha256:aa", "name": "[linux/amd64 build 1/1] RUN true", "started": "2026-11-29T04:41:00Z"}
+    done = {**v, "completed": "2026-11-29T04:41:02Z"}
+    prog = Progress()
+    assert prog.feed(json.dumps({"vertexes": [v]})) == ["#1 [linux/amd64 build 1/1] RUN true"]
+    assert prog.feed(json.dumps({"vertexes": [v]})) == []
+    assert prog.feed(json.dumps({"vertexes": [done]})) == ["#1 DONE 2.0s"]
+    assert prog.feed(json.dumps({"vertexes": [done]})) == []
+
+
+def test_log_of_an_unknown_vertex_and_multi_line_data() -> None:
+    data = base64.b64encode(b"one\ntwo\n").decode()
+    prog = Progress()
+    assert prog.feed(json.dumps({"logs": [{"vertex": "sha256:zz", "data": data}]})) == ["#0 one", "#0 two"]
+
+
+@pytest.mark.parametrize(
+    ("started", "completed", "seconds"),
+    [(None, None, 0.0), (10.0, None, 0.0), (10.0, 12.5, 2.5), (10.0, 9.0, 0.0)],
+)
+def test_vertex_seconds(started: float | None, completed: float | None, seconds: float) -> None:
+    assert Vertex("d", "n", started, completed).seconds == seconds
+
+
+def test_timings_of_a_step_run_twice_on_one_platform_add_up() -> None:
+    vs = [
+        Vertex("a", "[linux/amd64 build 1/1] RUN x", 0.0, 1.0),
+        Vertex("b", "[linux/amd64 build 1/1] RUN x", 2.0, 4.0),
+    ]
+    t = progress.timings(vs)
+    assert t.steps[0].seconds == {"linux/amd64": 3.0}
+    assert t.totals == {"linux/amd64": 4.0}
