@@ -9,15 +9,22 @@ actually writes (``summary.outputs`` and ``artifacts.artifact_outputs``).
 from __future__ import annotations
 
 OUTPUTS: tuple[tuple[str, str], ...] = (
-    # summary.outputs
+    # summary.outputs (build); pipeline.merge_all writes digest and metadata (mode: merge)
     ("builder", "Name of the buildx builder (and prefix of its Deployments)."),
     ("platforms", "Platforms built, comma-separated (e.g. linux/amd64,linux/arm64)."),
     (
         "nodes",
         "Builder nodes as JSON: name, platform, kubernetes-node its pod ran on, namespace, emulated.",
     ),
-    ("metadata", "Build result metadata (buildx --metadata-file), as JSON."),
-    ("digest", "Image digest (containerimage.digest); set when an image was pushed."),
+    (
+        "metadata",
+        "Build result metadata (buildx --metadata-file), as JSON. Merge mode: the created index's.",
+    ),
+    (
+        "digest",
+        "Image digest (containerimage.digest), set when an image was pushed. "
+        "Merge mode: the digest of the multi-platform index.",
+    ),
     ("imageid", "Image ID (containerimage.config.digest)."),
     (
         "output-dir",

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
 # Outputs written by code other than summary.outputs and artifacts.artifact_outputs
-# (none yet); name them here with the module that sets them.
+# (pipeline.merge_all writes only digest and metadata, which the build writes too);
+# name them here with the module that sets them.
 EXTRA_PRODUCED: frozenset[str] = frozenset()
 
 
@@ -142,6 +143,26 @@ def test_every_declared_output_is_written() -> None:
 
 def test_every_written_output_is_declared() -> None:
     assert _produced() - set(OUTPUT_NAMES) == set()
+
+
+# `kubebuildx upload-artifact` is a command for run steps, not the action: its outputs are its own.
+NOT_ACTION_OUTPUTS = {Path("artifacts/cli.py")}
+
+
+def test_every_literal_set_output_is_declared() -> None:
+    """Outputs set by name anywhere in the package (e.g. pipeline.merge_all) are declared."""
+    package = ROOT / "src" / "kubebuildx"
+    found = {
+        (path.relative_to(package), name)
+        for path in package.rglob("*.py")
+        for name in re.findall(r"set_output\(\s*\"([^\"]+)\"", path.read_text())
+    }
+    undeclared = {
+        (str(path), name)
+        for path, name in found
+        if path not in NOT_ACTION_OUTPUTS and name not in OUTPUT_NAMES
+    }
+    assert undeclared == set()
 
 
 def test_output_names_are_unique() -> None:
