@@ -488,7 +488,11 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_clea
         result = run_build(run, pod_nodes)
         publish(run, result)
         if result.error:
-            failure = BuildError(result.error, hint="the failing step's log is in the 'Building' group above")
+            failure = BuildError(
+                result.error,
+                hint=registry.push_hint(result.error, logged_in=run.docker_config is not None)
+                or "the failing step's log is in the 'Building' group above",
+            )
     finally:
         write_marks(run)
         if not post_cleanup:

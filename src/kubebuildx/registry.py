@@ -123,6 +123,23 @@ def tool_env(docker_config: Path | None, store: Path) -> dict[str, str]:
     return {"DOCKER_CONFIG": str(docker_config), "BUILDX_CONFIG": str(store)}
 
 
+_REFUSED = re.compile(
+    r"401 Unauthorized|403 Forbidden|insufficient_scope|denied: |authorization failed", re.I
+)
+
+
+def push_hint(error: str, *, logged_in: bool) -> str:
+    """The fix for a build whose push the registry refused; empty for other failures."""
+    if not _REFUSED.search(error):
+        return ""
+    if logged_in:
+        return (
+            "the registry refused the push with these credentials: check that the token may write "
+            "to this repository (for ghcr.io: permissions: packages: write)"
+        )
+    return "the registry refused the push: set registry, username and password (from secrets)"
+
+
 # ---- login check ------------------------------------------------------------------------------
 
 

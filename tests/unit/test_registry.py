@@ -159,3 +159,17 @@ def test_check_login_only_notes_what_it_cannot_check() -> None:
         raise ConnectionError("no route")
 
     assert "could not reach" in registry.check_login(creds, unreachable)
+
+
+@pytest.mark.parametrize(
+    ("error", "logged_in", "words"),
+    [
+        ("failed to push: 401 Unauthorized", False, "set registry, username and password"),
+        ("denied: permission_denied: write_package", True, "packages: write"),
+        ("unexpected status from POST request: 403 Forbidden", True, "may write"),
+        ('process "/bin/sh -c make" did not complete successfully: exit code: 2', True, ""),
+    ],
+)
+def test_push_hint_names_the_fix_for_a_refused_push(error: str, logged_in: bool, words: str) -> None:
+    hint = registry.push_hint(error, logged_in=logged_in)
+    assert (words in hint) if words else hint == ""
