@@ -5,6 +5,7 @@ that each node's BuildKit serves the platform it was meant for.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,33 +79,48 @@ def parse_inspect(text: str) -> Inspected:
     )
 
 
-def reported_native(node: InspectedNode) -> Platform | None:
-    """The platform BuildKit lists first: its own CPU (worker platforms are native first)."""
-    for item in node.platforms:
-        with contextlib.suppress(InputError):  # an unknown platform string tells us nothing
-            return plat.parse(item.rstrip("*"))
-    return None
+WORKERS_ARGV = ("buildctl", "debug", "workers", "--format", "{{json .}}")
 
 
-def check_native(spec: BuilderSpec, probe: Inspected, pod_nodes: Mapping[str, str]) -> None:
+def worker_platforms(text: str) -> tuple[Platform, ...]:
+    """Platforms of ``buildctl debug workers --format '{{json .}}'``, in
+    BuildKit's order: the worker's own CPU first, then what it can emulate."""
+    try:
+        workers = json.loads(text)
+    except ValueError:
+        return ()
+    out: list[Platform] = []
+    for worker in workers if isinstance(workers, list) else []:
+        for p in worker.get("platforms") or []:
+            with contextlib.suppress(InputError):  # an exotic platform tells us nothing
+                out.append(
+                    plat.parse(
+                        "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+                    )
+                )
+    return tuple(out)
+
+
+def check_native(
+    spec: BuilderSpec, reported: Mapping[str, tuple[Platform, ...]], pod_nodes: Mapping[str, str]
+) -> None:
     """Each node's BuildKit must run on the CPU it was meant for.
 
-    ``probe`` is ``buildx inspect`` of the same nodes with no configured
-    platforms, so what it lists is what BuildKit reports. A node labelled
-    arm64 whose BuildKit reports amd64 is mislabelled: the build would be
-    emulated, or fail.
+    ``reported`` is what each node's BuildKit lists (its own CPU first), read
+    from inside the pod. buildx cannot tell us: it merges the platforms we
+    configured into what it shows. A node labelled arm64 whose BuildKit runs
+    on amd64 is mislabelled: the build would be emulated, or fail.
     """
-    by_name = {n.name: n for n in probe.nodes}
     problems = []
     for node in spec.nodes:
         want = node.emulated_on or node.platform
-        seen = by_name.get(node.name)
-        got = reported_native(seen) if seen else None
-        if got is None or not got.same_cpu(want):
+        seen = reported.get(node.name, ())
+        if not seen or not seen[0].same_cpu(want):
             where = pod_nodes.get(node.name, "?")
+            listed = ", ".join(map(str, seen)) or "nothing"
             problems.append(
-                f"{node.name} (for {node.platform}) runs on Kubernetes node {where}, "
-                f"whose BuildKit reports {', '.join(seen.platforms) if seen and seen.platforms else 'nothing'}"  # noqa: E501
+                f"{node.name} (for {node.platform}) runs on Kubernetes node {where}, labelled {want.arch}, "
+                f"but its BuildKit runs on {seen[0] if seen else '?'} (it lists {listed})"
             )
     if problems:
         raise BootstrapError(

@@ -102,3 +102,24 @@ def get_items(
         return []
     items: list[dict[str, Any]] = body.get("items") or []
     return items
+
+
+def exec_in_pod(api: Any, namespace: str, pod: str, argv: list[str]) -> str:
+    """Run ``argv`` in a pod through the exec API (as buildx itself reaches
+    BuildKit) and return its stdout."""
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    core = client.CoreV1Api(api)
+    out: str = stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=argv,
+        stderr=False,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _request_timeout=API_TIMEOUT,
+    )
+    return out

@@ -271,30 +271,28 @@ def boot(run: Run) -> dict[str, str]:
         runner.info(result.stdout.strip())
     run.mark("boot-end")
     pod_nodes: dict[str, str] = {}
-    for node in spec.nodes:
-        running = [p for p in pods_of(run, node.name) if p.get("status", {}).get("phase") == "Running"]
-        if running:
-            pod_nodes[node.name] = running[0].get("spec", {}).get("nodeName", "")
+    reported: dict[str, tuple[Platform, ...]] = {}
     with runner.group("Checking each node builds natively"):
-        probe_store = run.workdir / "probe"
-        instance.atomic_write(
-            probe_store / "instances" / spec.name,
-            instance.go_json(instance.node_group(spec, str(run.kubeconfig_path), with_platforms=False)),
-        )
-        result = cmd.run(
-            [*buildx, "inspect", spec.name],
-            env={"BUILDX_CONFIG": str(probe_store)},
-            error=BootstrapError,
-            what="buildx inspect",
-        )
-        shutil.rmtree(probe_store, ignore_errors=True)
-        probe = bootstrap.parse_inspect(result.stdout)
-        bootstrap.check_native(spec, probe, pod_nodes)
         for node in spec.nodes:
-            reported = next((n.platforms for n in probe.nodes if n.name == node.name), ())
+            running = [p for p in pods_of(run, node.name) if p.get("status", {}).get("phase") == "Running"]
+            if not running:
+                continue
+            pod = running[0].get("metadata", {}).get("name", "")
+            pod_nodes[node.name] = running[0].get("spec", {}).get("nodeName", "")
+            try:
+                text = kube.exec_in_pod(run.api, run.namespace, pod, list(bootstrap.WORKERS_ARGV))
+            except Exception as exc:  # noqa: BLE001 - the client raises many kinds; all mean "cannot tell"
+                raise BootstrapError(
+                    f"cannot ask BuildKit in pod {pod} which platforms it runs: {type(exc).__name__}",
+                    hint="the builder image must contain buildctl (moby/buildkit images do)",
+                ) from None
+            reported[node.name] = bootstrap.worker_platforms(text)
             runner.info(
-                f"{node.name}: pod on {pod_nodes.get(node.name, '?')}, BuildKit reports {', '.join(reported)}"
+                f"{node.name}: pod {pod} on {pod_nodes[node.name]}, BuildKit runs on "
+                + (str(reported[node.name][0]) if reported[node.name] else "?")
+                + (f" (emulating {node.platform})" if node.emulated_on else "")
             )
+        bootstrap.check_native(spec, reported, pod_nodes)
     run.mark("verified")
     return pod_nodes
 

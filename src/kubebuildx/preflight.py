@@ -47,6 +47,7 @@ REQUIRED: tuple[Permission, ...] = (
     Permission("list", "pods", why="buildx picks a running builder pod"),
     Permission("get", "pods", why="kubebuildx explains pods that do not start"),
     Permission("create", "pods", subresource="exec", why="buildx talks to BuildKit through exec"),
+    Permission("get", "pods", subresource="exec", why="kubebuildx asks each BuildKit which CPU it runs on"),
     Permission("create", "configmaps", why="buildx stores the BuildKit config"),
     Permission("update", "configmaps", why="buildx updates the BuildKit config"),
     Permission("delete", "configmaps", why="cleanup removes the BuildKit config"),
@@ -258,7 +259,10 @@ def decide(
         raise ClusterError(
             f"no Ready node serves {missing} natively; {describe_cluster(nodes)}{blocked}", hint=hint
         )
-    return native, {c.platform: native[0] for c in failing}
+    # Emulate on amd64 when the cluster has it (usually its fastest CPUs), else on the first native platform.
+    candidates = (*native, *serveable(nodes))
+    host = next((p for p in candidates if p.arch == "amd64"), native[0])
+    return native, {c.platform: host for c in failing}
 
 
 def missing_permissions(allowed: Mapping[Permission, bool]) -> tuple[Permission, ...]:

@@ -295,3 +295,27 @@ def test_instance_can_be_stored_as_a_configmap(cenv: dict[str, str], home: Path)
     ]
     # what buildx itself would read from the mounted file
     assert stored == json.loads((home / "docker" / "buildx" / "instances" / "kbx-it-cm").read_text())
+
+
+def test_qemu_fallback_emulates_a_platform_no_node_serves_and_says_so(
+    cenv: dict[str, str], home: Path
+) -> None:
+    run = kubebuildx(
+        [
+            "build",
+            str(ROOT / "tests" / "fixtures" / "contexts" / "scratch"),
+            *common(cenv),
+            "--builder",
+            "kbx-it-emulated",
+            "--platforms",
+            "linux/arm64,linux/riscv64",
+            "--qemu-fallback",
+        ],
+        cenv,
+        home,
+    )
+    assert run.proc.returncode == 0, run.text[-3000:]
+    assert "linux/riscv64 natively: it is EMULATED on linux/amd64" in run.text
+    out = home / "tmp" / "kubebuildx" / "kbx-it-emulated" / "out"
+    assert (out / "linux_riscv64" / "hello.txt").read_text() == "hello\n"
+    assert (out / "linux_arm64" / "hello.txt").read_text() == "hello\n"
