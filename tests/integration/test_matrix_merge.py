@@ -224,7 +224,6 @@ def test_matrix_jobs_ran_at_once_each_on_its_own_architecture(cenv: dict[str, st
         assert [(n["platform"], n["kubernetes-node"]) for n in nodes] == [
             (platform, cenv[f"KUBEBUILDX_NODE_{arch.upper()}"])
         ], "only the job's own platform was booted"
-        assert f"BuildKit reports {platform}" in job.printed
         assert re.match(r"^sha256:[0-9a-f]{64}$", matrix.digests[platform])
         assert f"pushed {matrix.image}@{matrix.digests[platform]}" in job.printed
 
