@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,24 +63,34 @@ def _decode(text: str) -> str:
     return decoded
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """A mapping the document should hold there, or an empty one: a malformed
+    kubeconfig must end in a KubeconfigError, not in an AttributeError."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _mask_document(doc: Mapping[str, Any]) -> None:
-    for entry in doc.get("users") or []:
-        user = (entry or {}).get("user") or {}
+    for entry in _list(doc.get("users")):
+        user = _dict(_dict(entry).get("user"))
         for key in _SECRET_USER_KEYS:
             value = user.get(key)
             if isinstance(value, str):
                 runner.mask(value)
-        provider = user.get("auth-provider") or {}
-        for value in (provider.get("config") or {}).values():
+        provider = _dict(user.get("auth-provider"))
+        for value in _dict(provider.get("config")).values():
             if isinstance(value, str):
                 runner.mask(value)
-        for env in (user.get("exec") or {}).get("env") or []:
+        for env in _list(_dict(user.get("exec")).get("env")):
             if isinstance(env, dict) and isinstance(env.get("value"), str):
                 runner.mask(env["value"])
 
 
 def _named(doc: Mapping[str, Any], kind: str, name: str) -> dict[str, Any] | None:
-    for entry in doc.get(kind + "s") or []:
+    for entry in _list(doc.get(kind + "s")):
         if isinstance(entry, dict) and entry.get("name") == name:
             body = entry.get(kind)
             return body if isinstance(body, dict) else {}
@@ -103,11 +114,17 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
             "the kubeconfig is not a YAML mapping", hint="store a whole kubeconfig file in the secret"
         )
     _mask_document(doc)
-    if doc.get("kind") not in (None, "Config"):
-        raise KubeconfigError(f"the kubeconfig has kind {doc.get('kind')!r}, expected Config")
+    kind = doc.get("kind")
+    if kind not in (None, "Config"):
+        shown = repr(kind) if isinstance(kind, str) and re.fullmatch(r"[A-Z][A-Za-z]{0,39}", kind) else "?"
+        raise KubeconfigError(f"the kubeconfig has kind {shown}, expected Config")
 
-    names = [c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)]
+    names = [c.get("name") for c in _list(doc.get("contexts")) if isinstance(c, dict)]
     chosen = context or doc.get("current-context") or ""
+    if not isinstance(chosen, str):
+        raise KubeconfigError(
+            "the kubeconfig's current-context is not a name", hint="set the kube-context input"
+        )
     if not chosen:
         if len(names) == 1:
             chosen = str(names[0])
@@ -148,7 +165,7 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
             hint="export the kubeconfig with `kubectl config view --raw --minify` so credentials are kept",
         )
     if user.get("exec"):
-        command = (user.get("exec") or {}).get("command", "")
+        command = _dict(user.get("exec")).get("command", "")
         runner.warning(
             f"user {user_name!r} authenticates with the exec plugin {command!r}: it must be installed "
             "where kubebuildx runs (the action image has none). A service-account token is simpler.",
