@@ -1,0 +1,350 @@
+"""Kubeconfig: parse, choose the context, check it, mask every credential, never quote one.
+
+Every credential in tests/fixtures/kubeconfig/ is fake and says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubebuildx import kubeconfig, runner
+from kubebuildx.errors import KubeconfigError
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "kubeconfig"
+TOKEN = "FAKE-TOKEN-ci-bot-kubebuildx-unit-test-0001"
+AWS_SECRET = "FAKE-AWS-SECRET-kubebuildx-unit-test-0003"
+ID_TOKEN = "FAKE-ID-TOKEN-kubebuildx-unit-test-0004"
+REFRESH = "FAKE-REFRESH-kubebuildx-unit-test-0005"
+SECRET_WORDS = ("FAKE-TOKEN", "FAKE-AWS", "FAKE-ID", "FAKE-REFRESH", "not-a-key", "FAKE-PASSWORD")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_masks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.setattr(runner, "_masked", set())
+    yield
+
+
+def text(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def doc(name: str) -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load(text(name))
+
+
+def dump(d: dict) -> str:  # type: ignore[type-arg]
+    return yaml.safe_dump(d)
+
+
+def assert_no_secret(exc: BaseException) -> None:
+    shown = f"{exc}\n{exc!r}\n{getattr(exc, 'hint', '')}"
+    for word in SECRET_WORDS:
+        assert word not in shown
+
+
+# ---- parsing and choosing ------------------------------------------------------------------
+
+
+def test_current_context() -> None:
+    config = kubeconfig.parse(text("token.yaml"))
+    assert (config.context, config.cluster, config.server, config.namespace) == (
+        "ci",
+        "lab",
+        "https://10.0.0.1:6443",
+        "builds",
+    )
+    assert config.in_cluster is False
+    minimal = yaml.safe_load(config.to_yaml())
+    assert minimal["current-context"] == "ci"
+    assert [c["name"] for c in minimal["contexts"]] == ["ci"]
+    assert [c["name"] for c in minimal["clusters"]] == ["lab"]
+    assert [u["name"] for u in minimal["users"]] == ["ci-bot"]  # the admin's key is not carried along
+    assert minimal["users"][0]["user"]["token"] == TOKEN
+    assert "admin" not in config.to_yaml()
+
+
+def test_kube_context_chooses() -> None:
+    config = kubeconfig.parse(text("token.yaml"), context="admin")
+    assert (config.context, config.namespace) == ("admin", "")
+    assert [u["name"] for u in yaml.safe_load(config.to_yaml())["users"]] == ["admin"]
+
+
+def test_base64_kubeconfig() -> None:
+    encoded = base64.b64encode(text("token.yaml").encode()).decode()
+    assert kubeconfig.parse(encoded).server == "https://10.0.0.1:6443"
+    wrapped = "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76)) + "\n"
+    assert kubeconfig.parse(wrapped).context == "ci"
+    assert encoded in runner._masked  # the encoded form is a credential too
+
+
+def test_single_context_without_current_context() -> None:
+    d = doc("token.yaml")
+    del d["current-context"]
+    d["contexts"] = d["contexts"][1:]
+    assert kubeconfig.parse(dump(d)).context == "admin"
+
+
+def test_no_current_context_and_several_lists_them() -> None:
+    d = doc("token.yaml")
+    del d["current-context"]
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(dump(d))
+    assert "current-context" in str(exc.value)
+    assert "kube-context" in str(exc.value)
+    assert "ci, admin" in str(exc.value)
+
+
+def test_unknown_context_lists_them() -> None:
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(text("token.yaml"), context="prod")
+    assert "'prod'" in str(exc.value)
+    assert "ci, admin" in str(exc.value)
+
+
+def _broken(change: str) -> str:
+    d = doc("token.yaml")
+    ci_user = d["users"][0]["user"]
+    lab = d["clusters"][0]["cluster"]
+    if change == "no cluster":
+        d["clusters"] = []
+    elif change == "no user":
+        d["users"] = d["users"][1:]
+    elif change == "context without cluster":
+        del d["contexts"][0]["context"]["cluster"]
+    elif change == "no credentials":
+        del ci_user["token"]
+        ci_user["username"] = "someone"
+    elif change == "no server":
+        del lab["server"]
+    elif change == "server without scheme":
+        lab["server"] = "10.0.0.1:6443"
+    elif change == "kind":
+        d["kind"] = "Secret"
+    return dump(d)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ("no cluster", "names cluster 'lab', which is not defined"),
+        ("context without cluster", "names cluster None"),
+        ("no user", "names user 'ci-bot', which is not defined"),
+        ("no credentials", "user 'ci-bot' has no credentials"),
+        ("no server", "cluster 'lab' has no https:// server"),
+        ("server without scheme", "cluster 'lab' has no https:// server"),
+        ("kind", "kind 'Secret'"),
+    ],
+)
+def test_incomplete_kubeconfigs(change: str, words: str) -> None:
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(_broken(change))
+    assert words in str(exc.value)
+    assert_no_secret(exc.value)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "",
+        "   \n",
+        "not-base64-and-not-yaml!",
+        base64.b64encode(b"\xff\xfe\x00binary").decode(),
+        "just a sentence without colons",
+        "- a\n- list",
+        "apiVersion: v1\nkind: Config\nusers: [unclosed",
+    ],
+)
+def test_not_a_kubeconfig(source: str) -> None:
+    with pytest.raises(KubeconfigError):
+        kubeconfig.parse(source)
+
+
+# ---- never a secret in a message -----------------------------------------------------------
+
+
+def _invalid_around_token() -> list[str]:
+    good = text("token.yaml")
+    return [
+        # a tab where YAML wants spaces, on the token's own line
+        good.replace(f"    token: {TOKEN}", f"\ttoken: {TOKEN}"),
+        # an unclosed quote that swallows the token
+        good.replace(f"token: {TOKEN}", f'token: "{TOKEN}'),
+        # a mapping where a scalar should be
+        good.replace(f"token: {TOKEN}", f"token: {TOKEN}: x"),
+        # a sequence where the token's mapping goes on
+        good.replace(f"token: {TOKEN}", f"token: {TOKEN}\n    - x"),
+        # a pasted token instead of a kubeconfig, raw and as base64
+        TOKEN,
+        base64.b64encode(TOKEN.encode()).decode(),
+        # a kubeconfig whose lists hold odd things
+        f"apiVersion: v1\nkind: Config\ncurrent-context: a\nusers:\n- {TOKEN}\n",
+        f"apiVersion: v1\nkind: Config\ncurrent-context: a\nusers:\n- name: u\n  user: {TOKEN}\n",
+        f"apiVersion: v1\nkind: Config\ncurrent-context: a\nusers:\n- name: u\n  user:\n"
+        f"    auth-provider: {TOKEN}\n    exec: {TOKEN}\n",
+        f"apiVersion: v1\nkind: Config\ncurrent-context: {{token: {TOKEN}}}\n",
+        f"apiVersion: v1\nkind: Config\nclusters: {TOKEN}\ncontexts: {TOKEN}\nusers: {TOKEN}\n",
+        f"{TOKEN}: {TOKEN}\n",
+        f"kind: {TOKEN}\n",
+    ]
+
+
+@pytest.mark.parametrize("source", _invalid_around_token())
+def test_no_secret_in_any_error(source: str) -> None:
+    """Whatever is wrong, the error is a KubeconfigError (never a traceback) and quotes no credential."""
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(source)
+    assert_no_secret(exc.value)
+
+
+def test_yaml_error_gives_the_position() -> None:
+    source = text("token.yaml").replace(f"    token: {TOKEN}", f"\ttoken: {TOKEN}")
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(source)
+    assert "not valid YAML at line" in str(exc.value)
+    assert exc.value.__cause__ is None
+    assert exc.value.__suppress_context__
+
+
+# ---- masking -------------------------------------------------------------------------------
+
+
+def test_every_credential_is_masked_even_of_other_users() -> None:
+    kubeconfig.parse(text("token.yaml"))
+    admin = doc("token.yaml")["users"][1]["user"]
+    assert TOKEN in runner._masked
+    assert admin["client-key-data"] in runner._masked
+    assert admin["client-certificate-data"] in runner._masked
+    assert runner.redact(f"Authorization: Bearer {TOKEN}") == "Authorization: Bearer ***"
+
+
+def test_exec_env_and_auth_provider_secrets_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    config = kubeconfig.parse(text("exec.yaml"))
+    assert config.server == "https://ABCDEF.gr7.eu-west-1.eks.amazonaws.com"
+    assert {AWS_SECRET, ID_TOKEN, REFRESH} <= runner._masked
+    warned = capsys.readouterr().err
+    assert "exec plugin 'aws'" in warned
+    assert "FAKE" not in warned
+
+
+def test_password_is_masked() -> None:
+    d = doc("token.yaml")
+    d["users"][0]["user"] = {"username": "ci", "password": "FAKE-PASSWORD-kubebuildx-0006"}
+    kubeconfig.parse(dump(d))
+    assert "FAKE-PASSWORD-kubebuildx-0006" in runner._masked
+
+
+def test_masks_are_sent_to_the_runner(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    kubeconfig.parse(text("token.yaml"))
+    assert f"::add-mask::{TOKEN}" in capsys.readouterr().out
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+
+def test_relative_certificate_files_resolve_against_base_dir(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for name in ("ca.crt", "client.crt", "client.key"):
+        (certs / name).write_text("fake")
+    config = kubeconfig.parse(text("files.yaml"), base_dir=tmp_path)
+    minimal = yaml.safe_load(config.to_yaml())
+    assert minimal["clusters"][0]["cluster"]["certificate-authority"] == str(certs / "ca.crt")
+    assert minimal["users"][0]["user"]["client-certificate"] == str(certs / "client.crt")
+    assert minimal["users"][0]["user"]["client-key"] == str(certs / "client.key")
+
+
+def test_missing_certificate_file(tmp_path: Path) -> None:
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(text("files.yaml"), base_dir=tmp_path)
+    assert "certificate-authority file" in str(exc.value)
+    assert str(tmp_path / "certs" / "ca.crt") in str(exc.value)
+    assert "--flatten" in str(exc.value)
+
+
+def test_no_certificate_authority_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    d = doc("token.yaml")
+    del d["clusters"][0]["cluster"]["certificate-authority-data"]
+    kubeconfig.parse(dump(d))
+    assert "no certificate-authority" in capsys.readouterr().err
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_write_is_0600_and_holds_only_the_context(tmp_path: Path) -> None:
+    config = kubeconfig.parse(text("token.yaml"))
+    path = kubeconfig.write(config, tmp_path / "work")
+    assert path == tmp_path / "work" / "kubeconfig"
+    assert _mode(path) == 0o600
+    assert _mode(path.parent) == 0o700
+    assert yaml.safe_load(path.read_text()) == yaml.safe_load(config.to_yaml())
+    assert sorted(p.name for p in path.parent.iterdir()) == ["kubeconfig"]
+
+
+def test_write_replaces_a_wider_file(tmp_path: Path) -> None:
+    (tmp_path / "kubeconfig").write_text("old")
+    (tmp_path / "kubeconfig").chmod(0o644)
+    path = kubeconfig.write(kubeconfig.parse(text("token.yaml")), tmp_path)
+    assert _mode(path) == 0o600
+
+
+def test_repr_holds_no_credential() -> None:
+    assert TOKEN not in repr(kubeconfig.parse(text("token.yaml")))
+
+
+# ---- in-cluster ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sa_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "serviceaccount"
+    d.mkdir()
+    (d / "token").write_text("FAKE-TOKEN-service-account-kubebuildx-0007\n")
+    (d / "ca.crt").write_text("fake ca")
+    (d / "namespace").write_text("runners\n")
+    return d
+
+
+def test_in_cluster(sa_dir: Path) -> None:
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    config = kubeconfig.in_cluster(env, sa_dir=sa_dir)
+    assert (config.context, config.server, config.namespace, config.in_cluster) == (
+        "in-cluster",
+        "https://10.96.0.1:443",
+        "runners",
+        True,
+    )
+    written = config.to_yaml()
+    assert "FAKE-TOKEN-service-account" not in written  # referenced by file, so rotation keeps working
+    user = yaml.safe_load(written)["users"][0]["user"]
+    assert user == {"tokenFile": str(sa_dir / "token")}
+    cluster = yaml.safe_load(written)["clusters"][0]["cluster"]
+    assert cluster["certificate-authority"] == str(sa_dir / "ca.crt")
+    assert "FAKE-TOKEN-service-account-kubebuildx-0007" in runner._masked
+
+
+def test_in_cluster_ipv6_and_no_namespace(sa_dir: Path) -> None:
+    (sa_dir / "namespace").unlink()
+    config = kubeconfig.in_cluster({"KUBERNETES_SERVICE_HOST": "fd00::1"}, sa_dir=sa_dir)
+    assert config.server == "https://[fd00::1]:443"
+    assert config.namespace == ""
+    assert "namespace" not in yaml.safe_load(config.to_yaml())["contexts"][0]["context"]
+
+
+@pytest.mark.parametrize("env", [{}, {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}])
+def test_not_in_a_pod(env: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.in_cluster(env, sa_dir=tmp_path / "missing")
+    assert "kubeconfig" in str(exc.value)
+    assert "deploy/rbac.yaml" in str(exc.value)
