@@ -67,7 +67,7 @@ def _escape(cell: str) -> str:
 def timings_table(result: BuildResult) -> str:
     """A row per step, a column per platform."""
     t = result.timings
-    cols = list(t.platforms) or [str(p) for p in result.spec.platforms]
+    cols = [str(p) for p in result.spec.platforms]  # the order the user asked for
     head = "| Step | " + " | ".join(f"`{c}`" for c in cols) + " |"
     sep = "|---|" + "---:|" * len(cols)
     node_by_platform = {str(n.platform): n for n in result.spec.nodes}
@@ -119,7 +119,7 @@ def markdown(result: BuildResult, extra: str = "") -> str:
 def console_table(result: BuildResult) -> str:
     """The same table for a terminal."""
     t = result.timings
-    cols = list(t.platforms)
+    cols = [str(p) for p in result.spec.platforms]
     rows: list[Sequence[str]] = [["STEP", *cols]]
     for step in t.steps:
         rows.append(
