@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ def check(run: Run) -> tuple[tuple[Platform, ...], dict[Platform, Platform]]:
                 "typically 3 to 6 times slower. Add a native node to build it at full speed.",
                 title="Emulated platform",
             )
-        if preflight.OPTIONAL[0] not in state.allowed or not state.allowed[preflight.OPTIONAL[0]]:
+        if not state.allowed.get(preflight.OPTIONAL[0]):
             runner.debug("cannot list events: diagnostics of pods that do not start will be shorter")
     run.mark("preflight")
     return native, emulated
@@ -215,8 +216,6 @@ def _boot_timeout(spec: BuilderSpec) -> float:
 
 def _duration(text: str) -> float:
     units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    import re
-
     return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text))
 
 
@@ -535,21 +534,3 @@ def instance_only(inputs: Inputs, env: Mapping[str, str] | None = None) -> tuple
     native, emulated = check(run)
     spec = materialize(run, native, emulated)
     return run, spec
-
-
-__all__ = [
-    "Run",
-    "boot",
-    "build_all",
-    "check",
-    "cleanup",
-    "connect",
-    "instance_only",
-    "login",
-    "materialize",
-    "merge_all",
-    "publish",
-    "replace",
-    "run_build",
-    "start",
-]
