@@ -90,6 +90,16 @@ def test_incompressible_small_files_are_stored(tmp_path: Path) -> None:
     assert archive.getinfo("text").compress_type == zipfile.ZIP_DEFLATED
 
 
+def test_large_files_are_stored_when_they_do_not_compress(tmp_path: Path) -> None:
+    (tmp_path / "layer.tar.gz").write_bytes(noise("gz", 3 << 20))
+    (tmp_path / "build.log").write_bytes(b"step 1 done\n" * 300_000)
+    archive = zipfile.ZipFile(io.BytesIO(zip_bytes(tmp_path, 9)))
+    assert archive.getinfo("layer.tar.gz").compress_type == zipfile.ZIP_STORED
+    assert archive.getinfo("build.log").compress_type == zipfile.ZIP_DEFLATED
+    assert archive.getinfo("build.log").flag_bits & 0x8  # streamed, with a data descriptor
+    assert archive.testzip() is None
+
+
 def test_non_ascii_names_set_the_utf8_flag(tree: Path) -> None:
     archive = zipfile.ZipFile(io.BytesIO(zip_bytes(tree)))
     assert archive.getinfo("etc/ünïcode.txt").flag_bits & 0x800
@@ -100,10 +110,15 @@ def test_zip64_records_for_big_entries(tmp_path: Path, monkeypatch: pytest.Monke
     """A file past the zip64 threshold gets zip64 local headers and descriptors; readers cope."""
     monkeypatch.setattr(zipstream, "ZIP64_FILE_THRESHOLD", 1 << 20)
     (tmp_path / "big").write_bytes(noise("big", (1 << 20) + 10))
+    (tmp_path / "text").write_bytes(b"compressible " * 100_000)
     for level in (0, 6):
         data = zip_bytes(tmp_path, level)
-        assert b"\x01\x00\x10\x00" in data  # the zip64 extra field in the local header
-        assert zipfile.ZipFile(io.BytesIO(data)).read("big") == (tmp_path / "big").read_bytes()
+        assert data.count(b"\x01\x00\x10\x00") == 2  # the zip64 extra field in each local header
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        assert archive.read("big") == (tmp_path / "big").read_bytes()
+        assert archive.read("text") == (tmp_path / "text").read_bytes()
+        expected = zipfile.ZIP_STORED if level == 0 else zipfile.ZIP_DEFLATED
+        assert archive.getinfo("text").compress_type == expected
 
 
 def test_a_subset_of_paths(tree: Path) -> None:

@@ -67,13 +67,15 @@ class BlockUploader:
         url: str,
         *,
         session: requests.Session | None = None,
-        block_size: int = BLOCK_SIZE,
-        concurrency: int = CONCURRENCY,
+        block_size: int | None = None,
+        concurrency: int | None = None,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         content_type: str = "application/zip",
     ) -> None:
         self._url = url
+        block_size = block_size or BLOCK_SIZE
+        concurrency = concurrency or CONCURRENCY
         self._session = session or requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency + 1, max_retries=0)
         self._session.mount("http://", adapter)
