@@ -229,7 +229,12 @@ def decide(
             + ")"
             for c in tainted
         ]
-        fixes = sorted({f"{c.platform}:{t.toleration()}" for c in tainted for t in c.taints})
+        # One line per platform: a second tolerations= line for the same platform would replace the first.
+        fixes = [
+            f"{c.platform}:tolerations="
+            + ";".join(t.toleration().removeprefix("tolerations=") for t in c.taints)
+            for c in tainted
+        ]
         raise ClusterError(
             "no node can run the builder for "
             + ", ".join(str(c.platform) for c in tainted)
