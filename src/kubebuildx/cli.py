@@ -46,6 +46,8 @@ _MERGE = {
     "registry",
     "username",
     "password",
+    "buildkitd-config",  # its [registry."host"] settings (http, insecure, mirrors) reach imagetools
+    "buildkitd-config-inline",
 }
 
 

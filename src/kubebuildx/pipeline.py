@@ -505,16 +505,22 @@ def merge_all(inputs: Inputs, env: Mapping[str, str] | None = None) -> int:
     try:
         image = inputs.image or merge.repository_of(inputs.tags[0])
         login(run, (*inputs.tags, image))
+        env, name = run.tool_env, inputs.builder
+        config = _buildkit_config(inputs)
+        if config and not name:  # registry settings for imagetools, in a store of our own
+            spec = merge.registry_builder(config, inputs.platforms[0])
+            instance.write(spec, "", run.workdir / "buildx", make_current=False)
+            env, name = {**env, "BUILDX_CONFIG": str(run.workdir / "buildx")}, spec.name
         merged = merge.run(
             image=image,
             tags=inputs.tags,
             platforms=inputs.platforms,
             items=inputs.digests,
             buildx=build.buildx_command(),
-            env=run.tool_env,
+            env=env,
             workdir=run.workdir,
             annotations=inputs.annotations,
-            builder=inputs.builder,
+            builder=name,
         )
         with runner.group("Outputs and summary"):
             runner.set_output("digest", merged.index_digest)
