@@ -27,6 +27,7 @@ from typing import Any
 
 from kubebuildx import cmd, runner
 from kubebuildx import platforms as plat
+from kubebuildx.builder import BuilderSpec, NodeSpec
 from kubebuildx.errors import InputError, RegistryError
 from kubebuildx.platforms import Platform
 
@@ -320,6 +321,18 @@ def summary_markdown(tags: Sequence[str], index_digest: str, sources: Sequence[S
             *rows,
         ]
     )
+
+
+REGISTRY_BUILDER = "kbx-merge"
+
+
+def registry_builder(config: bytes, platform: Platform) -> BuilderSpec:
+    """A builder that is never booted, only carrying the BuildKit config: ``imagetools``
+    takes its registry settings (``http``, ``insecure``, mirrors) from the first node's
+    ``buildkitd.toml`` (buildx v0.36.1 store/storeutil.GetImageConfig), and otherwise speaks
+    plain HTTP only to loopback."""
+    node = NodeSpec(f"{REGISTRY_BUILDER}-{platform.slug}", platform, ())
+    return BuilderSpec(REGISTRY_BUILDER, "default", (node,), (), (("buildkitd.toml", config),))
 
 
 # ---- edge ---------------------------------------------------------------------------------------

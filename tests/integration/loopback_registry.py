@@ -120,6 +120,58 @@ class Registry:
         with urllib.request.urlopen(request, timeout=20) as response:
             return response.read(), dict(response.headers)
 
+    def put_image(self, repo: str, os_name: str, arch: str) -> str:
+        """A one-config, no-layer image pushed through the API; returns its manifest digest."""
+        import hashlib
+
+        def put_blob(data: bytes) -> str:
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            start = urllib.request.Request(f"http://{self.address}/v2/{repo}/blobs/uploads/", method="POST")
+            self._auth(start)
+            with urllib.request.urlopen(start, timeout=20) as response:
+                location = response.headers["Location"]
+            url = location if location.startswith("http") else f"http://{self.address}{location}"
+            put = urllib.request.Request(
+                f"{url}{'&' if '?' in url else '?'}digest={digest}",
+                data=data,
+                method="PUT",
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            self._auth(put)
+            urllib.request.urlopen(put, timeout=20).close()
+            return digest
+
+        config = json.dumps(
+            {"architecture": arch, "os": os_name, "rootfs": {"type": "layers", "diff_ids": []}}
+        )
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": put_blob(config.encode()),
+                    "size": len(config),
+                },
+                "layers": [],
+            }
+        ).encode()
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        put = urllib.request.Request(
+            f"http://{self.address}/v2/{repo}/manifests/{digest}",
+            data=manifest,
+            method="PUT",
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        self._auth(put)
+        urllib.request.urlopen(put, timeout=20).close()
+        return digest
+
+    def _auth(self, request: urllib.request.Request) -> None:
+        if self.user:
+            token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+
     def manifest(self, repo: str, reference: str) -> tuple[dict[str, Any], str]:
         """The manifest or index, and the digest the registry serves it under."""
         body, headers = self.get(
@@ -157,6 +209,17 @@ class Registry:
                         extracted = tar.extractfile(member)
                         return extracted.read() if extracted else None
         return None
+
+
+def non_loopback_ipv4() -> str:
+    """This machine's address on its first interface, or "" (plain HTTP there needs configuring)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent for a UDP connect
+            address = str(s.getsockname()[0])
+        except OSError:
+            return ""
+    return "" if address.startswith("127.") else address
 
 
 def platform_of(descriptor: dict[str, Any]) -> str:

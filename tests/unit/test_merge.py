@@ -240,3 +240,15 @@ def test_create_and_inspect_argv() -> None:
 def test_summary_lists_each_platform_and_its_source() -> None:
     text = merge.summary_markdown(["reg/app:1"], d("9"), [Source(d("1"), ((AMD, d("1")),))])
     assert "`reg/app:1`" in text and d("9") in text and f"| `linux/amd64` | `{d('1')}` | `{d('1')}` |" in text
+
+
+def test_registry_builder_carries_the_buildkit_config_for_imagetools() -> None:
+    from kubebuildx import instance
+
+    config = b'[registry."10.0.0.5:5000"]\n  http = true\n'
+    spec = merge.registry_builder(config, ARM)
+    doc = json.loads(instance.instance_json(spec, ""))
+    assert doc["Name"] == "kbx-merge" and [n["Name"] for n in doc["Nodes"]] == ["kbx-merge-linux-arm64"]
+    assert doc["Nodes"][0]["Files"] == {
+        "buildkitd.toml": "W3JlZ2lzdHJ5LiIxMC4wLjAuNTo1MDAwIl0KICBodHRwID0gdHJ1ZQo="
+    }
