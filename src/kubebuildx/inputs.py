@@ -117,7 +117,7 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("tags", "List of tags.", kind="list", group="build"),
     InputSpec(
         "push",
-        "Push the image (shorthand for --output=type=registry). Without tags: push by digest.",
+        "Push the image (shorthand for --output=type=registry). Without tags: push by digest to `image`.",
         default="false",
         kind="bool",
         group="build",
