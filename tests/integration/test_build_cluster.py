@@ -176,6 +176,8 @@ def test_limited_service_account_builds(cenv: dict[str, str], home: Path) -> Non
             "kbx-it-limited",
             "--platforms",
             "linux/amd64",
+            "--buildkitd-config-inline",
+            "debug = true",  # so buildx also creates its ConfigMap under the limited RBAC
             "--build-contexts",
             cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
         ],

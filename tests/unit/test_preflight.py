@@ -379,11 +379,6 @@ def test_rbac_manifest_grants_every_required_permission() -> None:
     assert missing == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy/rbac.yaml also grants get configmaps and get nodes, which neither buildx v0.36.1 "
-    "nor kubebuildx uses and preflight does not check; reported to the manifest's owner",
-)
 def test_rbac_manifest_grants_nothing_beyond_what_kubebuildx_checks() -> None:
     known = {_key(p) for p in (*preflight.REQUIRED, *preflight.OPTIONAL)}
     extra = sorted(
