@@ -1,0 +1,199 @@
+"""Outputs and the step summary, from a build result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kubebuildx import progress, summary
+from kubebuildx.builder import BuilderSpec, plan
+from kubebuildx.inputs import parse_inputs
+from kubebuildx.platforms import Platform
+from kubebuildx.progress import Timings, Vertex
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "progress"
+AMD64 = Platform("linux", "amd64")
+ARM64 = Platform("linux", "arm64")
+RISCV = Platform("linux", "riscv64")
+ALPINE = "docker.io/library/alpine:3.20@sha256:beefdbd8a1da6d2915566fd"
+PODS = {"kbx-demo-linux-amd64": "amd-1", "kbx-demo-linux-arm64": "arm-1"}
+DIGEST = "sha256:0d2f1b2c3e4a5b6c7d8e9f00112233445566778899aabbccddeeff0011223344"
+
+
+def timings() -> Timings:
+    prog = progress.Progress()
+    for line in (FIXTURES / "multi-platform.jsonl").read_text().splitlines():
+        prog.feed(line)
+    return prog.timings()
+
+
+def spec(emulated: dict[Platform, Platform] | None = None) -> BuilderSpec:
+    native = (AMD64,) if emulated else (AMD64, ARM64)
+    return plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=native, emulated=emulated)
+
+
+def result(**kw: object) -> summary.BuildResult:
+    args: dict[str, object] = {
+        "spec": spec(),
+        "timings": timings(),
+        "pod_nodes": PODS,
+        "metadata": {},
+        "output_dir": "/runner/_temp/kbx/out",
+        "seconds": 23.456,
+    }
+    args.update(kw)
+    return summary.BuildResult(**args)  # type: ignore[arg-type]
+
+
+def test_outputs() -> None:
+    metadata = {
+        "containerimage.digest": DIGEST,
+        "containerimage.config.digest": "sha256:cfg",
+        "buildx.build.ref": "b/x",
+    }
+    out = summary.outputs(result(metadata=metadata))
+    assert sorted(out) == [
+        "builder",
+        "digest",
+        "durations",
+        "imageid",
+        "metadata",
+        "nodes",
+        "output-dir",
+        "platforms",
+    ]
+    assert all(isinstance(v, str) for v in out.values())
+    assert out["builder"] == "kbx-demo"
+    assert out["platforms"] == "linux/amd64,linux/arm64"
+    assert out["digest"] == DIGEST
+    assert out["imageid"] == "sha256:cfg"
+    assert out["output-dir"] == "/runner/_temp/kbx/out"
+    assert json.loads(out["metadata"]) == metadata
+    assert json.loads(out["durations"]) == {"linux/amd64": 13.68, "linux/arm64": 20.87}
+    assert json.loads(out["nodes"]) == [
+        {
+            "name": "kbx-demo-linux-amd64",
+            "platform": "linux/amd64",
+            "kubernetes-node": "amd-1",
+            "namespace": "buildkit",
+            "emulated": False,
+        },
+        {
+            "name": "kbx-demo-linux-arm64",
+            "platform": "linux/arm64",
+            "kubernetes-node": "arm-1",
+            "namespace": "buildkit",
+            "emulated": False,
+        },
+    ]
+    # compact JSON, one line each: the runner's output file takes them as they are
+    assert "\n" not in out["nodes"] + out["metadata"] + out["durations"]
+    assert ": " not in out["durations"]
+
+
+def test_outputs_without_an_image() -> None:
+    out = summary.outputs(result(pod_nodes={}))
+    assert (out["digest"], out["imageid"], out["metadata"]) == ("", "", "{}")
+    assert [n["kubernetes-node"] for n in json.loads(out["nodes"])] == ["", ""]
+
+
+@pytest.mark.parametrize("value", [None, 42, ["sha256:a"]])
+def test_digest_that_is_not_a_string(value: object) -> None:
+    assert summary.digest({"containerimage.digest": value}) == ""
+
+
+def test_markdown() -> None:
+    md = summary.markdown(result(metadata={"containerimage.digest": DIGEST}))
+    assert md.splitlines() == [
+        "### kubebuildx: :white_check_mark: built `linux/amd64`, `linux/arm64` natively in 23.5s",
+        "",
+        "Builder `kbx-demo` in namespace `buildkit`.",
+        "",
+        "| Step | `linux/amd64` | `linux/arm64` |",
+        "|---|---:|---:|",
+        "| _Kubernetes node_ | amd-1 | arm-1 |",
+        "| [internal] load metadata for docker.io/library/alpine:3.20 | 1.2s | 1.5s |",
+        f"| [build 1/3] FROM {ALPINE}... | cached | 2.2s |",
+        "| [build 2/3] WORKDIR /src | cached | 0.1s |",
+        "| [build 3/3] RUN uname -m > arch.txt && make | 12.0s | 16.5s |",
+        "| [stage-1 1/1] COPY --from=build /src/arch.txt / | 0.1s | 0.2s |",
+        "| **Total** | **13.7s** | **20.9s** |",
+        "",
+        f"Digest: `{DIGEST}`",
+        "",
+        "Output: `/runner/_temp/kbx/out` (one folder per platform)",
+    ]
+
+
+def test_table_has_a_row_per_step_and_a_column_per_platform() -> None:
+    table = summary.timings_table(result()).splitlines()
+    t = timings()
+    assert len(table) == 2 + 1 + len(t.steps) + 1  # head, separator, node row, steps, total
+    assert all(row.count(" | ") == 2 for row in table if row.startswith("| "))
+
+
+def test_columns_follow_the_requested_order() -> None:
+    s = plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=(ARM64, AMD64))
+    head = summary.timings_table(result(spec=s)).splitlines()[0]
+    assert head == "| Step | `linux/arm64` | `linux/amd64` |"
+
+
+def test_failed_build_summary_keeps_the_error() -> None:
+    md = summary.markdown(
+        result(error="ERROR: failed to solve: process did not complete successfully", output_dir="")
+    )
+    assert md.startswith("### kubebuildx: :x: failed")
+    assert md.splitlines()[-3:] == [
+        "```",
+        "ERROR: failed to solve: process did not complete successfully",
+        "```",
+    ]
+    assert "Output:" not in md
+    assert "Digest:" not in md
+
+
+def test_emulated_platform_is_marked() -> None:
+    vs = [
+        Vertex("a", "[linux/amd64 build 1/1] RUN make", 0.0, 2.0),
+        Vertex("b", "[linux/riscv64 build 1/1] RUN make", 0.0, 65.25),
+    ]
+    s = spec(emulated={RISCV: AMD64})
+    r = result(spec=s, timings=progress.timings(vs), pod_nodes={"kbx-demo-linux-riscv64": "amd-2"})
+    rows = summary.timings_table(r).splitlines()
+    assert rows[2] == "| _Kubernetes node_ | ? | amd-2 (emulated) |"
+    assert rows[3] == "| [build 1/1] RUN make | 2.0s | 1m05.2s |"
+    assert json.loads(summary.outputs(r)["nodes"])[1]["emulated"] is True
+
+
+def test_cells_are_escaped_and_long_labels_cut() -> None:
+    label = "[build 1/1] RUN echo a | tr a b && " + "x" * 100
+    t = progress.timings([Vertex("a", f"[linux/amd64 {label[1:]}", 0.0, 1.0)])
+    s = plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=(AMD64,))
+    row = summary.timings_table(result(spec=s, timings=t)).splitlines()[3]
+    assert row == "| [build 1/1] RUN echo a \\| tr a b && " + "x" * 42 + "... | 1.0s |"
+
+
+def test_a_platform_without_a_step_has_empty_cells() -> None:
+    t = progress.timings([Vertex("a", "[linux/amd64 build 1/1] RUN make", 0.0, 1.0)])
+    rows = summary.timings_table(result(timings=t)).splitlines()
+    assert rows[3] == "| [build 1/1] RUN make | 1.0s |  |"
+    assert rows[4] == "| **Total** | **1.0s** | **0.0s** |"
+
+
+def test_console_table() -> None:
+    lines = summary.console_table(result()).splitlines()
+    assert lines[0].split() == ["STEP", "linux/amd64", "linux/arm64"]
+    assert lines[-1].split() == ["TOTAL", "13.7s", "20.9s"]
+    assert lines[4].split()[-2:] == ["12.0s", "16.5s"]
+    start = lines[0].index("linux/amd64")  # the step column is padded alike on every line
+    assert all(line[start - 2 : start] == "  " and line[start] != " " for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.0, "0.0s"), (0.04, "0.0s"), (9.95, "9.9s"), (59.9, "59.9s"), (60.0, "1m00.0s"), (125.5, "2m05.5s")],
+)
+def test_durations(seconds: float, text: str) -> None:
+    assert summary._fmt(seconds) == text
