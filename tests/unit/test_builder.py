@@ -273,3 +273,17 @@ def test_default_name_is_a_valid_builder_name(env: dict[str, str], keep: bool) -
     assert len(name) <= BUILDER_NAME_MAX
     assert DNS_LABEL.match(name)
     assert parse_inputs({"builder": name}).builder == name
+
+
+def test_default_name_outside_actions_is_unique_per_invocation() -> None:
+    local = {"GITHUB_REPOSITORY": ""}
+    a = builder.default_builder_name(local, (AMD64,), keep=False, nonce="1")
+    assert builder.default_builder_name(local, (AMD64,), keep=False, nonce="1") == a
+    assert builder.default_builder_name(local, (AMD64,), keep=False, nonce="2") != a
+    assert builder.default_builder_name(local, (AMD64,), keep=False) != builder.default_builder_name(
+        local, (AMD64,), keep=False
+    )
+    # a warm builder is found again, in or outside Actions
+    assert builder.default_builder_name(local, (AMD64,), keep=True) == builder.default_builder_name(
+        local, (AMD64,), keep=True
+    )

@@ -212,3 +212,17 @@ def test_remove_keeps_another_current_builder(tmp_path: Path) -> None:
     instance.atomic_write(tmp_path / "current", instance.current_json("other"))
     instance.remove("kbx-demo", tmp_path)
     assert json.loads((tmp_path / "current").read_text())["Name"] == "other"
+
+
+def test_kept_kubeconfig_is_private_and_removed_with_the_builder(tmp_path: Path) -> None:
+    path = instance.keep_kubeconfig(tmp_path, "kbx-demo", "apiVersion: v1\n")
+    assert (
+        path
+        == instance.kept_kubeconfig(tmp_path, "kbx-demo")
+        == tmp_path / "kubebuildx" / "kbx-demo.kubeconfig"
+    )
+    assert _mode(path) == 0o600
+    assert _mode(path.parent) == 0o700
+    instance.write(two_node(), str(path), tmp_path)
+    instance.remove("kbx-demo", tmp_path)
+    assert not path.exists()
