@@ -98,8 +98,10 @@ def timings_table(result: BuildResult) -> str:
 def markdown(result: BuildResult, extra: str = "") -> str:
     status = ":x: failed" if result.error else ":white_check_mark: built"
     plats = ", ".join(f"`{p}`" for p in result.spec.platforms)
+    emulated = ", ".join(f"`{n.platform}`" for n in result.spec.nodes if n.emulated_on)
+    how = f"({emulated} emulated with QEMU)" if emulated else "natively"
     lines = [
-        f"### kubebuildx: {status} {plats} natively in {_fmt(result.seconds)}",
+        f"### kubebuildx: {status} {plats} {how} in {_fmt(result.seconds)}",
         "",
         f"Builder `{result.spec.name}` in namespace `{result.spec.namespace}`.",
         "",

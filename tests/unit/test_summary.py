@@ -165,6 +165,10 @@ def test_emulated_platform_is_marked() -> None:
     assert rows[2] == "| _Kubernetes node_ | ? | amd-2 (emulated) |"
     assert rows[3] == "| [build 1/1] RUN make | 2.0s | 1m05.2s |"
     assert json.loads(summary.outputs(r)["nodes"])[1]["emulated"] is True
+    assert summary.markdown(r).splitlines()[0] == (
+        "### kubebuildx: :white_check_mark: built `linux/amd64`, `linux/riscv64` "
+        "(`linux/riscv64` emulated with QEMU) in 23.5s"
+    )
 
 
 def test_cells_are_escaped_and_long_labels_cut() -> None:
