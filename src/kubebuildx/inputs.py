@@ -280,6 +280,7 @@ DRIVER_OPTS = frozenset(
 _PLATFORM_PREFIX = re.compile(r"^(?P<platform>[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_]+)?):(?P<opt>[^=/:]+=.*)$")
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
+_TOLERATION_FIELDS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
 BUILDER_NAME_MAX = 40  # leaves room for "-linux-arm-v7" in a 63-character Deployment name
 
 
@@ -468,6 +469,24 @@ def parse_driver_opts(
                         hint="kubebuildx pins each node to its platform's architecture; choose "
                         "architectures with the `platforms` input",
                     )
+        # buildx parses these only when it boots the builder (driver/kubernetes/factory.go):
+        # fail now, with the same rules.
+        if key in {"nodeselector", "labels", "annotations"} and any(
+            len(pair.split("=")) != 2 for pair in value.strip('"').split(",")
+        ):
+            raise InputError(
+                f"driver-opts {key} must be key=value pairs separated by commas, got {value!r}",
+                hint=f"write e.g. {key}=a=1,b=2 (a value cannot hold '=' or ',')",
+            )
+        if key == "tolerations":
+            fields = [kv.split("=") for toleration in value.split(";") for kv in toleration.split(",")]
+            bad = [kv[0] for kv in fields if len(kv) == 2 and kv[0] not in _TOLERATION_FIELDS]
+            if bad:
+                raise InputError(
+                    f"driver-opts tolerations: {bad[0]!r} is not a toleration field",
+                    hint="write e.g. tolerations=key=arch,operator=Equal,value=arm64,effect=NoSchedule"
+                    " (several separated by ';')",
+                )
         target[key] = value
     return tuple(sorted(common.items())), tuple(
         (p, tuple(sorted(opts.items()))) for p, opts in sorted(per.items())

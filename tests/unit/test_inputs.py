@@ -234,6 +234,12 @@ def test_ints_rejected(name: str, raw: str, words: str) -> None:
         ("timeout=5m", (("timeout", "5m"),), ()),
         ("timeout=1h30m", (("timeout", "1h30m"),), ()),
         ("timeout=90s", (("timeout", "90s"),), ()),
+        ('labels="team=ci,tier=build"', (("labels", '"team=ci,tier=build"'),), ()),
+        (
+            "tolerations=key=a,operator=Exists,effect=NoExecute,tolerationSeconds=30;operator=Exists",
+            (("tolerations", "key=a,operator=Exists,effect=NoExecute,tolerationSeconds=30;operator=Exists"),),
+            (),
+        ),
         ("rootless=true\nloadbalance=random", (("loadbalance", "random"), ("rootless", "true")), ()),
         # per platform
         (
@@ -302,6 +308,13 @@ def test_driver_opts_unknown_key_lists_the_valid_ones() -> None:
         ("=2", "key=value"),
         ("env.=x", "env."),
         ("Linux/ARM64:replicas=2", "Linux/ARM64:replicas"),
+        # what buildx would only refuse when it boots the builder
+        ("nodeselector=pool", "nodeselector must be key=value pairs"),
+        ("nodeselector=pool=a=b", "nodeselector must be key=value pairs"),
+        ("labels=team=a,b", "labels must be key=value pairs"),
+        ("annotations=", "annotations must be key=value pairs"),
+        ("tolerations=key=arch,op=Exists", "'op' is not a toleration field"),
+        ("linux/arm64:tolerations=key=a,operator=Exists;keys=b", "'keys' is not a toleration field"),
     ],
 )
 def test_driver_opts_rejected(raw: str, words: str) -> None:
