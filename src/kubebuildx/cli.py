@@ -51,6 +51,35 @@ _MERGE = {
 }
 
 
+_BOOL_WORDS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE"})
+
+
+def normalize_bool_flags(argv: Sequence[str], flags: frozenset[str]) -> list[str]:
+    """``--push ./app`` means push=true and context ./app: a bare boolean
+    input flag takes the next word only when that word is true or false."""
+    out = []
+    for i, word in enumerate(argv):
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        out.append(f"{word}=true" if word in flags and following not in _BOOL_WORDS else word)
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    """Normalises its own boolean input flags (``nargs='?'``, ``const='true'``) before parsing."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = list(sys.argv[1:] if args is None else args)
+        flags = frozenset(
+            opt
+            for action in self._actions
+            if action.nargs == "?" and action.const == "true"
+            for opt in action.option_strings
+        )
+        return super().parse_known_args(normalize_bool_flags(words, flags), namespace)
+
+
 def _add_input_flags(parser: argparse.ArgumentParser, names: set[str] | None = None) -> None:
     for spec in INPUTS:
         if names is not None and spec.name not in names:
@@ -176,7 +205,7 @@ def _cmd_action(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kubebuildx",
         description="Native multi-platform builds on your own Kubernetes cluster, with buildx and BuildKit.",
     )

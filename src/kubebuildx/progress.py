@@ -64,6 +64,7 @@ class Vertex:
     completed: float | None = None
     cached: bool = False
     error: str = ""
+    inputs: tuple[str, ...] = ()
 
     @property
     def seconds(self) -> float:
@@ -103,6 +104,7 @@ class Progress:
             known.started = parse_time(v.get("started")) or known.started
             known.completed = parse_time(v.get("completed")) or known.completed
             known.cached = bool(v.get("cached")) or known.cached
+            known.inputs = tuple(v.get("inputs") or ()) or known.inputs
             known.error = v.get("error") or known.error
             n = self.order.index(digest) + 1
             if known.started is not None and not was_started and not known.cached:
@@ -152,9 +154,30 @@ class Timings:
         return {p: round(self.totals[p], 3) for p in self.platforms}
 
 
+def _depths(vertexes: list[Vertex]) -> dict[str, int]:
+    """Each vertex's distance from the graph's roots, through its inputs."""
+    by_digest = {v.digest: v for v in vertexes}
+    depth: dict[str, int] = {}
+
+    def visit(digest: str, seen: frozenset[str]) -> int:
+        if digest in depth:
+            return depth[digest]
+        v = by_digest.get(digest)
+        parents = [i for i in (v.inputs if v else ()) if i in by_digest and i not in seen]
+        depth[digest] = 1 + max((visit(i, seen | {digest}) for i in parents), default=-1)
+        return depth[digest]
+
+    for v in vertexes:
+        visit(v.digest, frozenset())
+    return depth
+
+
 def timings(vertexes: Iterable[Vertex], single: str = "") -> Timings:
     """Per-platform step times. A single-platform build has no platform in its
     vertex names: ``single`` names the platform its steps belong to."""
+    vertexes = list(vertexes)
+    depths = _depths(vertexes)
+    level: dict[str, int] = {}
     steps: dict[str, Step] = {}
     spans: dict[str, list[float]] = {}
     shared_spans: list[float] = []
@@ -177,8 +200,10 @@ def timings(vertexes: Iterable[Vertex], single: str = "") -> Timings:
             spans.setdefault(platform, []).extend([v.started, v.completed])
         if v.started is not None:
             first[label] = min(first.get(label, v.started), v.started)
+        level[label] = min(level.get(label, depths.get(v.digest, 0)), depths.get(v.digest, 0))
     totals = {p: (max(spans[p]) - min(spans[p])) if spans.get(p) else 0.0 for p in seen_platforms}
-    # Steps in the order they started (BuildKit reports vertexes in no useful order).
-    ordered = sorted(steps.values(), key=lambda s: first.get(s.label, float("inf")))
+    # Steps in graph order, then by start (BuildKit reports vertexes in no useful order,
+    # and cached steps all "start" at the same instant).
+    ordered = sorted(steps.values(), key=lambda s: (level.get(s.label, 0), first.get(s.label, float("inf"))))
     shared = (max(shared_spans) - min(shared_spans)) if shared_spans else 0.0
     return Timings(tuple(seen_platforms), tuple(ordered), totals, shared)

@@ -77,14 +77,12 @@ def test_bool_flags(argv: list[str], value: str | None) -> None:
     assert got["context"] == "ctx"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bare bool flag (nargs='?') swallows the build context that follows: "
-    "`kubebuildx build --push ./app` reads push='./app'; reported to cli.py's owner",
-)
 def test_bare_bool_flag_before_the_context() -> None:
     got = raw("build", "--push", "./app")
     assert (got.get("push"), got["context"]) == ("true", "./app")
+    got = raw("build", "--cleanup", "false", "./app")
+    assert (got.get("cleanup"), got["context"]) == ("false", "./app")
+    assert raw("build", "./app", "--no-cache").get("no-cache") == "true"
 
 
 def test_unset_flags_are_absent_and_the_context_is_positional() -> None:
@@ -136,7 +134,7 @@ def test_missing_kubeconfig_file_is_an_input_error(
 
 
 def test_main_exits_with_the_error_code_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["build", "--push", "maybe", "ctx"]) == 2
+    assert cli.main(["build", "--push=maybe", "ctx"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: input 'push' must be true or false, got 'maybe'")
 
