@@ -153,6 +153,17 @@ def test_per_platform_artifacts(tmp_path: Path, peers: Path, service: RunningSer
     assert len({a.digest for a in uploaded.values()}) == 3
 
 
+def test_one_artifact_for_all_platforms(tmp_path: Path, service: RunningService) -> None:
+    out = tmp_path / "out"
+    for platform_dir in ("linux_amd64", "linux_arm64"):
+        (out / platform_dir).mkdir(parents=True)
+        (out / platform_dir / "tool").write_text(platform_dir)
+    uploaded = upload_platform_artifacts(out, "bundle", UploadOptions(name="bundle"), per_platform=False)
+    assert list(uploaded) == ["all"]
+    archive = zipfile.ZipFile(io.BytesIO(blob_bytes(service, uploaded["all"].id)))
+    assert archive.namelist() == ["linux_amd64/tool", "linux_arm64/tool"]
+
+
 @pytest.mark.parametrize("camel", [False, True])
 def test_replies_in_either_case_are_read(tmp_path: Path, service: RunningService, camel: bool) -> None:
     service.service.camel_replies = camel
