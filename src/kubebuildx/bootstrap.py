@@ -130,6 +130,12 @@ def check_native(
         )
 
 
+def _owned_by(name: str, deployment: str) -> bool:
+    """The Deployment itself, its ReplicaSets (<d>-<hash>) and their pods
+    (<d>-<hash>-<5>); not another Deployment whose name merely starts the same."""
+    return re.fullmatch(re.escape(deployment) + r"(-[a-z0-9]{6,10}(-[a-z0-9]{5})?)?", name) is not None
+
+
 def diagnose(
     pods: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]], deployment: str
 ) -> list[str]:
@@ -160,7 +166,7 @@ def diagnose(
                 )
     for ev in events:
         obj = ev.get("involvedObject", {}).get("name", "")
-        if ev.get("type") == "Warning" and obj.startswith(deployment):
+        if ev.get("type") == "Warning" and _owned_by(obj, deployment):
             line = f"{obj}: {ev.get('reason', '')}: {ev.get('message', '')}"
             if line not in reasons:
                 reasons.append(line)

@@ -222,7 +222,7 @@ def decide(
     if not failing:
         return native, {}
     tainted = [c for c in failing if c.taints]
-    if tainted and not qemu_fallback:
+    if tainted:  # native nodes exist: the fix is a toleration, never emulation
         lines = [
             f"{c.platform}: every {c.platform.arch} node is tainted ("
             + ", ".join(f"{n}: {why}" for n, why in c.blocked)

@@ -292,10 +292,29 @@ def test_diagnose_a_repeated_event_once() -> None:
         "type": "Warning",
         "reason": "BackOff",
         "message": "m",
-        "involvedObject": {"name": "kbx-demo-linux-arm64-1"},
+        "involvedObject": {"name": "kbx-demo-linux-arm64-68448f887d-96zkk"},
     }
-    assert bootstrap.diagnose([pod("kbx-demo-linux-arm64-1")], [ev, ev], "kbx-demo-linux-arm64") == [
-        "kbx-demo-linux-arm64-1: BackOff: m"
+    got = bootstrap.diagnose([pod("kbx-demo-linux-arm64-68448f887d-96zkk")], [ev, ev], "kbx-demo-linux-arm64")
+    assert got == ["kbx-demo-linux-arm64-68448f887d-96zkk: BackOff: m"]
+
+
+def test_diagnose_ignores_events_of_a_deployment_whose_name_merely_starts_the_same() -> None:
+    other = {
+        "type": "Warning",
+        "reason": "BackOff",
+        "message": "m",
+        "involvedObject": {"name": "kbx-demo-linux-arm-v7-68448f887d-96zkk"},
+    }
+    mine = {
+        "type": "Warning",
+        "reason": "FailedCreate",
+        "message": "forbidden",
+        "involvedObject": {"name": "kbx-demo-linux-arm-5d9f7c8b6f"},
+    }
+    got = bootstrap.diagnose([], [other, mine], "kbx-demo-linux-arm")
+    assert got == [
+        "kbx-demo-linux-arm: no pod was created",
+        "kbx-demo-linux-arm-5d9f7c8b6f: FailedCreate: forbidden",
     ]
 
 

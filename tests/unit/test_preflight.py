@@ -221,11 +221,12 @@ def test_decide_nodes_that_exist_but_are_down() -> None:
     assert "uncordon" in str(exc.value)
 
 
-def test_decide_tainted_gives_the_exact_toleration_lines() -> None:
+@pytest.mark.parametrize("fallback", [False, True])  # a native node exists: never emulate, tolerate
+def test_decide_tainted_gives_the_exact_toleration_lines(fallback: bool) -> None:
     nodes = tuple(n for n in infos() if n.name in {"amd-1", "arm-1"})
     checks = preflight.check_platforms(nodes, (AMD64, ARM64), {})
     with pytest.raises(ClusterError) as exc:
-        preflight.decide(checks, nodes, qemu_fallback=False)
+        preflight.decide(checks, nodes, qemu_fallback=fallback)
     message = str(exc.value)
     assert "every arm64 node is tainted (arm-1: tainted arch=arm64:NoSchedule)" in message
     assert "linux/arm64:tolerations=key=arch,operator=Equal,value=arm64,effect=NoSchedule" in message
