@@ -53,6 +53,8 @@ class Storage(requests.Session):
         if isinstance(fault, Exception):
             raise fault
         headers = kwargs["headers"]
+        assert len(headers["x-ms-client-request-id"]) == 36
+        assert self.headers["x-ms-version"] == "2025-11-05"
         if comp == "block":
             assert headers["Content-Type"] == "application/octet-stream"
             self.blocks[query["blockid"][0]] = data

@@ -64,6 +64,24 @@ def test_no_files_modes(
         upload_artifact(tmp_path, UploadOptions(name="x", if_no_files_found="error"))
 
 
+def test_a_missing_folder_is_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACTIONS_RUNTIME_TOKEN", raising=False)
+    assert upload_artifact(tmp_path / "missing", UploadOptions(name="x", if_no_files_found="ignore")) is None
+    with pytest.raises(ArtifactError, match="No files were found"):
+        upload_artifact(tmp_path / "missing", UploadOptions(name="x", if_no_files_found="error"))
+
+
+def test_a_missing_path_among_several_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("ACTIONS_RUNTIME_TOKEN", raising=False)
+    (tmp_path / "here").write_text("x")
+    with pytest.raises(ArtifactError, match="ACTIONS_RUNTIME_TOKEN"):
+        upload_artifact(tmp_path, UploadOptions(name="x"), [tmp_path / "here", tmp_path / "gone"])
+    assert "gone does not exist" in capsys.readouterr().err
+
+
 def test_missing_environment_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ACTIONS_RUNTIME_TOKEN", raising=False)
     (tmp_path / "f").write_text("x")

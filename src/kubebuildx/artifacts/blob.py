@@ -155,6 +155,7 @@ class BlockUploader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._session.close()
 
     def _put_block(self, index: int, bid: str, block: bytes) -> None:
         if self._failure is not None:
@@ -172,7 +173,9 @@ class BlockUploader:
         problem = ""
         for attempt in range(self._backoff.attempts):
             try:
-                response = self._session.put(url, data=body, headers=headers, timeout=TIMEOUT)
+                # A fresh request id per attempt, as the SDK sends: it is what Azure support asks for.
+                request_headers = {**headers, "x-ms-client-request-id": str(uuid.uuid4())}
+                response = self._session.put(url, data=body, headers=request_headers, timeout=TIMEOUT)
             except requests.Timeout:
                 failure, status, problem = BlockFailure.TIMEOUT, 0, "timed out"
             except requests.ConnectionError as exc:

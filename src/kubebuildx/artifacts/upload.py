@@ -109,6 +109,9 @@ def upload_artifact(
     Returns None when there is nothing to upload and if-no-files-found is warn or ignore.
     """
     validate_options(options)
+    if not root.exists():
+        no_files(options, str(root))
+        return None
     entries = collect(root, paths)
     if not entries:
         no_files(options, str(root))

@@ -112,6 +112,7 @@ def collect(root: Path, paths: Sequence[Path] | None = None) -> list[Entry]:
                 hint="pass paths inside the root folder",
             )
         if not os.path.lexists(path):
+            runner.warning(f"{given} does not exist; nothing is uploaded from it.")
             continue
         if path.is_dir():
             _walk(root, path, found)
