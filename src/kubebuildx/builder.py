@@ -9,8 +9,9 @@ import re
 import secrets
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import BUILDER_NAME_MAX, Inputs
@@ -162,6 +163,7 @@ def plan(
     native: tuple[Platform, ...],
     emulated: Mapping[Platform, Platform] | None = None,
     config: bytes | None = None,
+    files: tuple[tuple[str, bytes], ...] | None = None,
 ) -> BuilderSpec:
     """One node per platform, pinned to nodes of that architecture.
 
@@ -185,5 +187,43 @@ def plan(
                 emulated_on=emulated.get(platform),
             )
         )
-    files = (("buildkitd.toml", config),) if config else ()
+    if files is None:
+        files = (("buildkitd.toml", config),) if config else ()
     return BuilderSpec(name, namespace, tuple(nodes), buildkitd_flags(inputs.buildkitd_flags, config), files)
+
+
+BUILDKIT_CONFIG_DIR = "/etc/buildkit"  # where buildx's kubernetes driver mounts the config files
+
+
+def config_files(config: bytes, read: Callable[[str], bytes]) -> tuple[tuple[str, bytes], ...]:
+    """The config and the registry certificates it names, as buildx's
+    confutil.LoadConfigFiles lays them out: each CA and key pair file travels
+    as ``certs/<registry>/<file>``, and the config points at where the driver
+    mounts it (``/etc/buildkit/certs/...``), not at a path on this machine."""
+    try:
+        text = config.decode()
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
+    extra: dict[str, bytes] = {}
+    for registry, conf in (data.get("registry") or {}).items():
+        if not isinstance(conf, dict):
+            continue
+        prefix = "certs/" + re.sub(r"[^a-zA-Z0-9.-]+", "_", registry)
+        paths = [p for p in conf.get("ca") or [] if isinstance(p, str)]
+        for pair in conf.get("keypair") or []:
+            paths += [
+                pair[k] for k in ("key", "cert") if isinstance(pair, dict) and isinstance(pair.get(k), str)
+            ]
+        for path in paths:
+            name = f"{prefix}/{PurePosixPath(path).name}"
+            try:
+                extra[name] = read(path)
+            except OSError:
+                raise InputError(
+                    f"the BuildKit config names {path!r} for registry {registry}, which cannot be read",
+                    hint="give a path relative to the workspace, or embed the certificate next to the config",
+                ) from None
+            for quote in ('"', "'"):
+                text = text.replace(f"{quote}{path}{quote}", f"{quote}{BUILDKIT_CONFIG_DIR}/{name}{quote}")
+    return (("buildkitd.toml", text.encode()), *sorted(extra.items()))

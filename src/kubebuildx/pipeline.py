@@ -181,13 +181,15 @@ def materialize(run: Run, native: tuple[Platform, ...], emulated: dict[Platform,
         name = run.inputs.builder or builder.default_builder_name(
             run.env, platforms, keep=not run.inputs.cleanup
         )
+        config = _buildkit_config(run.inputs)
         spec = builder.plan(
             run.inputs,
             name=name,
             namespace=run.namespace,
             native=native,
             emulated=emulated,
-            config=_buildkit_config(run.inputs),
+            config=config,
+            files=builder.config_files(config, lambda path: Path(path).read_bytes()) if config else (),
         )
         ref = run.kubeconfig_path
         if not run.inputs.cleanup:  # a warm builder outlives this run's workdir: keep a private copy

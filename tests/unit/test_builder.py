@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -287,3 +289,39 @@ def test_default_name_outside_actions_is_unique_per_invocation() -> None:
     assert builder.default_builder_name(local, (AMD64,), keep=True) == builder.default_builder_name(
         local, (AMD64,), keep=True
     )
+
+
+def test_config_files_carry_registry_certificates_like_buildx(tmp_path: Path) -> None:
+    """buildx's confutil.LoadConfigFiles: certs travel as certs/<registry>/<file>, the
+    config points at /etc/buildkit/certs/..., where the kubernetes driver mounts them."""
+    ca, key, cert = (tmp_path / n for n in ("myca.pem", "key.pem", "cert.pem"))
+    for f in (ca, key, cert):
+        f.write_text(f"FAKE {f.name}")
+    config = (
+        f'debug = true\n[registry."reg.example:5000"]\n  ca = ["{ca}"]\n'
+        f'  [[registry."reg.example:5000".keypair]]\n    key = "{key}"\n    cert = "{cert}"\n'
+    ).encode()
+    files = dict(builder.config_files(config, lambda p: Path(p).read_bytes()))
+    assert sorted(files) == [
+        "buildkitd.toml",
+        "certs/reg.example_5000/cert.pem",
+        "certs/reg.example_5000/key.pem",
+        "certs/reg.example_5000/myca.pem",
+    ]
+    assert files["certs/reg.example_5000/myca.pem"] == b"FAKE myca.pem"
+    toml = tomllib.loads(files["buildkitd.toml"].decode())
+    reg = toml["registry"]["reg.example:5000"]
+    assert reg["ca"] == ["/etc/buildkit/certs/reg.example_5000/myca.pem"]
+    assert reg["keypair"] == [
+        {
+            "key": "/etc/buildkit/certs/reg.example_5000/key.pem",
+            "cert": "/etc/buildkit/certs/reg.example_5000/cert.pem",
+        }
+    ]
+    assert toml["debug"] is True
+
+
+def test_config_files_name_an_unreadable_certificate(tmp_path: Path) -> None:
+    config = b'[registry."r"]\n  ca = ["/nope/ca.pem"]\n'
+    with pytest.raises(InputError, match=re.escape("/nope/ca.pem")):
+        builder.config_files(config, lambda p: Path(p).read_bytes())
