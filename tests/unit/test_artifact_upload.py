@@ -109,13 +109,18 @@ def test_platform_names_are_validated_before_any_request(
         upload_platform_artifacts(tmp_path, "bad:base", UploadOptions(name="ignored"))
 
 
-def test_empty_platform_folders_upload_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_empty_platform_folders_upload_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("ACTIONS_RUNTIME_TOKEN", raising=False)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     (tmp_path / "linux_amd64").mkdir()
+    (tmp_path / "stray.txt").write_text("x")
     assert (
         upload_platform_artifacts(tmp_path, "app", UploadOptions(name="app", if_no_files_found="ignore"))
         == {}
     )
+    assert "stray.txt is not a platform folder" in capsys.readouterr().err
     assert upload_platform_artifacts(tmp_path / "missing", "app", UploadOptions(name="app")) == {}
 
 

@@ -208,6 +208,8 @@ def upload_platform_artifacts(
     folders = platform_folders(output_dir) if per_platform else {}
     plan: dict[str, tuple[UploadOptions, list[Entry]]] = {}
     if folders:
+        for child in sorted(set(output_dir.iterdir()) - set(folders.values())):
+            runner.warning(f"{child} is not a platform folder (such as linux_amd64); it is not uploaded.")
         for platform, folder in folders.items():
             opts = dataclasses.replace(options, name=platform_artifact_name(base_name, platform))
             validate_options(opts)
