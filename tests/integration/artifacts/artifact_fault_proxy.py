@@ -5,7 +5,8 @@ forwarded to Azurite unchanged unless a rule says otherwise. Rules are keyed by
 block index (decoded from the ``blockid``; "commit" for Put Block List) and
 consumed one per attempt: ``"503"`` answers 503 ServerBusy without forwarding,
 ``"drop"`` reads the request and closes the connection without a reply,
-``"always503"`` fails every attempt.
+``"stall"`` waits ``STALL_SECONDS`` before forwarding (the client times out
+first), ``"always503"`` fails every attempt.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import http.client
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+STALL_SECONDS = 2.0
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"}
 
 
@@ -73,6 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
+        if outcome == "stall":
+            time.sleep(STALL_SECONDS)
         if outcome == "503":
             payload = b"<?xml version='1.0'?><Error><Code>ServerBusy</Code><Message>x</Message></Error>"
             self.send_response(503, "Service Unavailable")

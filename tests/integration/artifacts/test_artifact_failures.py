@@ -50,6 +50,21 @@ def test_blocks_answering_503_or_dropped_are_retried(
     assert (tmp_path / "dest" / "payload.bin").read_bytes() == (src / "payload.bin").read_bytes()
 
 
+def test_a_stalled_block_times_out_and_is_retried(
+    tmp_path: Path, service: RunningService, fault_proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubebuildx.artifacts import blob
+
+    monkeypatch.setattr(blob, "TIMEOUT", (5.0, 0.5))
+    through_proxy(service, fault_proxy)
+    fault_proxy.plan.rules["block1"] = ["stall"]
+    src = tree(tmp_path / "src", megabytes=6)
+    uploaded = upload_artifact(src, UploadOptions(name="stalled", compression_level=0))
+    assert uploaded is not None
+    assert [t for t, _ in fault_proxy.plan.seen].count("block1") == 2
+    assert service.service.methods_called() == ["CreateArtifact", "FinalizeArtifact"]
+
+
 def test_a_block_that_always_fails_is_never_finalized(
     tmp_path: Path, service: RunningService, fault_proxy: RunningProxy
 ) -> None:

@@ -191,6 +191,25 @@ def test_replies_in_either_case_are_read(tmp_path: Path, service: RunningService
     assert uploaded is not None and uploaded.id in service.service.artifacts
 
 
+def test_the_official_client_sends_the_same_shapes(
+    tmp_path: Path, peers: Path, service: RunningService
+) -> None:
+    """Both clients against the same server: the same methods, fields and value types."""
+    (tmp_path / "f.txt").write_text("same")
+    env = {**service.env(), "GITHUB_WORKSPACE": str(tmp_path)}
+    official_client(peers, env, "upload", "shape-official", str(tmp_path))
+    theirs = list(service.service.calls)
+    service.service.reset()
+    assert upload_artifact(tmp_path, UploadOptions(name="shape-ours")) is not None
+    ours = list(service.service.calls)
+    assert [c.method for c in ours] == [c.method for c in theirs] == ["CreateArtifact", "FinalizeArtifact"]
+    for mine, official in zip(ours, theirs, strict=True):
+        assert list(mine.body) == list(official.body)
+        assert {k: type(v) for k, v in mine.body.items()} == {k: type(v) for k, v in official.body.items()}
+    assert ours[0].body["version"] == theirs[0].body["version"]
+    assert ours[0].body["mime_type"] == theirs[0].body["mime_type"]
+
+
 def test_requests_are_snake_case_with_int64_strings(tmp_path: Path, service: RunningService) -> None:
     (tmp_path / "f").write_text("x")
     uploaded = upload_artifact(tmp_path, UploadOptions(name="shape", retention_days=500))
