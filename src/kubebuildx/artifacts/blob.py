@@ -40,6 +40,7 @@ STORAGE_VERSION = "2025-11-05"
 BLOCK_SIZE = 2 << 20
 CONCURRENCY = 4
 TIMEOUT = (10.0, 120.0)
+PROGRESS_SECONDS = 10.0
 
 
 def block_id(prefix: str, index: int) -> str:
@@ -99,6 +100,7 @@ class BlockUploader:
         self._size = 0
         self._failure: BaseException | None = None
         self.retries = 0
+        self._last_progress = time.monotonic()
 
     # The zip writer calls this for every piece it produces.
     def write(self, data: bytes) -> None:
@@ -125,9 +127,15 @@ class BlockUploader:
         future = self._pool.submit(self._put_block, index, bid, block)
         future.add_done_callback(self._done)
         self._futures.append(future)
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_SECONDS:
+            self._last_progress = now
+            runner.info(f"Uploading: {self._size / 2**20:.1f} MiB so far")
 
     def _done(self, future: Future[None]) -> None:
         self._slots.release()
+        if future.cancelled():
+            return
         error = future.exception()
         if error is not None and self._failure is None:
             self._failure = error
