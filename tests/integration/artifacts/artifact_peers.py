@@ -1,7 +1,7 @@
 """The real peers of the artifact upload, installed and started from here.
 
 - Azurite (the Azure Blob emulator) and the official ``@actions/artifact``
-  client, from npm, pinned, installed into a cache outside the checkout
+  client, from npm, pinned with a lockfile (``npm/``), installed into a cache outside the checkout
   (``~/.cache/kubebuildx/npm/artifacts`` or ``$KUBEBUILDX_CACHE``), so a fresh
   clone on the same machine reuses them.
 - Azurite runs the blob service only, on loopback, storing in a temp folder.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -24,9 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-AZURITE_VERSION = "3.35.0"  # its engines allow node 20 (3.36+ want node 22)
-ARTIFACT_CLIENT_VERSION = "6.2.1"
 HERE = Path(__file__).resolve().parent
+# azurite 3.35.0 (its engines allow node 20; 3.36+ want node 22) and @actions/artifact 6.2.1,
+# with every transitive package pinned by the lockfile.
+NPM_PINS = HERE / "npm"
 OFFICIAL_CLIENT_SCRIPT = HERE / "official_client.mjs"
 
 # Azurite's well-known development account (public, documented by Microsoft).
@@ -40,26 +42,28 @@ def cache_dir() -> Path:
 
 
 def install_peers() -> Path:
-    """npm-install the pinned peers once; later calls only check the stamp."""
+    """``npm ci`` the pinned peers (npm/package-lock.json) into the cache once;
+    later calls only compare the lockfile with the one installed."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         raise RuntimeError("the artifact integration tests need node and npm (apt-get install nodejs npm)")
     target = cache_dir()
     target.mkdir(parents=True, exist_ok=True)
-    wanted = {"azurite": AZURITE_VERSION, "@actions/artifact": ARTIFACT_CLIENT_VERSION}
+    lock = (NPM_PINS / "package-lock.json").read_bytes()
+    wanted = hashlib.sha256(lock + (NPM_PINS / "package.json").read_bytes()).hexdigest()
     stamp = target / ".kubebuildx-pins"
-    with (target / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and json.loads(stamp.read_text()) == wanted and (target / "node_modules").is_dir():
+    with (target / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text() == wanted and (target / "node_modules").is_dir():
             return target
-        manifest = {"name": "kubebuildx-artifact-peers", "private": True, "dependencies": wanted}
-        (target / "package.json").write_text(json.dumps(manifest, indent=2))
+        shutil.copyfile(NPM_PINS / "package.json", target / "package.json")
+        (target / "package-lock.json").write_bytes(lock)
         subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--save-exact"],
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=target,
             check=True,
             timeout=600,
         )
-        stamp.write_text(json.dumps(wanted))
+        stamp.write_text(wanted)
     return target
 
 
