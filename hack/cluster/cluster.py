@@ -429,8 +429,11 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
     started = []
     for daemon in daemons(lay):
         if daemon.name.startswith("buildkitd-") and daemon.pid() is None:
-            # A socket left by a daemon that died (or a machine that restarted) blocks the new one.
-            lay.buildkit_socket(daemon.name.removeprefix("buildkitd-")).unlink(missing_ok=True)
+            # A socket left by a daemon that died (or was killed with the session) blocks the
+            # new one, and its build mounts would linger under its root.
+            arch = daemon.name.removeprefix("buildkitd-")
+            lay.buildkit_socket(arch).unlink(missing_ok=True)
+            _unmount_under(lay.buildkit_root(arch))
         if daemon.start():
             started.append(daemon.name)
         wait_for(daemon.name, checks[daemon.name], timeout=90, log=daemon.log)
