@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 
-from kubebuildx.artifacts.blob import BlockUploader, block_id, block_list_xml
+from kubebuildx.artifacts.blob import BLOCK_SIZE, BlockUploader, block_id, block_list_xml, block_size_for
 from kubebuildx.artifacts.retry import Backoff
 from kubebuildx.errors import ArtifactError
 
@@ -85,6 +85,13 @@ def test_block_ids_match_the_azure_sdk() -> None:
     )
     ids = [block_id(prefix, 0), block_id(prefix, 1)]
     assert block_list_xml(ids) == (FIXTURES / "block_list.xml").read_bytes().strip()
+
+
+@pytest.mark.parametrize("size", [0, 1 << 30, 90 << 30, 200 << 30, 1 << 40])
+def test_block_size_keeps_under_the_block_limit(size: int) -> None:
+    chosen = block_size_for(size)
+    assert chosen >= BLOCK_SIZE
+    assert (size + (64 << 20)) / chosen < 50_000
 
 
 def test_blocks_in_order_then_one_commit_as_zip() -> None:

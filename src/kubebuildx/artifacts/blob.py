@@ -41,6 +41,17 @@ BLOCK_SIZE = 2 << 20
 CONCURRENCY = 4
 TIMEOUT = (10.0, 120.0)
 PROGRESS_SECONDS = 10.0
+MAX_BLOCKS = 45_000  # Azure's limit is 50,000 blocks per blob
+
+
+def block_size_for(expected_bytes: int) -> int:
+    """Blocks large enough that the artifact needs fewer than MAX_BLOCKS of them.
+
+    A blob holds at most 50,000 blocks; ``expected_bytes`` is the files' size,
+    an upper bound of the zip's but for its headers (hence the margin).
+    """
+    needed = -(-(expected_bytes + (64 << 20)) // MAX_BLOCKS)
+    return max(BLOCK_SIZE, needed)
 
 
 def block_id(prefix: str, index: int) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kubebuildx import runner
 from kubebuildx.artifacts import service
-from kubebuildx.artifacts.blob import BlockUploader
+from kubebuildx.artifacts.blob import BlockUploader, block_size_for
 from kubebuildx.artifacts.names import platform_artifact_name, platform_from_dirname, validate_artifact_name
 from kubebuildx.artifacts.service import BackendIds, TwirpClient
 from kubebuildx.artifacts.zipstream import Entry, collect, write_zip
@@ -166,7 +166,7 @@ def upload_entries(ctx: Context, entries: Sequence[Entry], options: UploadOption
         f"Uploading artifact {name}.zip: {len(entries)} entries, {sum(e.size for e in entries)} bytes "
         f"before compression (level {options.compression_level})"
     )
-    uploader = BlockUploader(upload_url)
+    uploader = BlockUploader(upload_url, block_size=block_size_for(sum(e.size for e in entries)))
     try:
         write_zip(entries, uploader.write, options.compression_level)
         size, sha256_hex = uploader.finish()

@@ -215,7 +215,7 @@ class ArtifactService:
         self.camel_replies = False
         self.seen_auth: list[str] = []
         self.seen_user_agents: list[str] = []
-        self._next_id = 1000
+        self._next_id = 4_300_000_000  # past 2**32, as real ids can be: int64 as strings matters
         self._lock = threading.Lock()
 
     def reset(self) -> None:
