@@ -94,7 +94,7 @@ class Context:
             raise ArtifactError(
                 f"GitHub Enterprise Server ({server}) does not support the v4 artifact service "
                 "that kubebuildx uses.",
-                hint="upload the output folder with actions/upload-artifact@v3-node20 on GHES",
+                hint="upload the output folder with actions/upload-artifact@v3 on GHES",
             )
         link_base = f"{server.rstrip('/')}/{service.repository()}/actions/runs/{service.run_id()}/artifacts"
         client = TwirpClient(service.results_origin(), token)
@@ -134,15 +134,24 @@ def delete_if_exists(ctx: Context, name: str) -> None:
 
 
 def upload_entries(ctx: Context, entries: Sequence[Entry], options: UploadOptions) -> UploadedArtifact:
-    name = options.name
+    """The official client's steps, in order: [delete], create, upload, finalize."""
     expires_at, warning = service.expiration(
         options.retention_days, ctx.max_retention_days, datetime.now(UTC)
     )
     if warning:
         runner.warning(warning)
     if options.overwrite:
-        delete_if_exists(ctx, name)
+        delete_if_exists(ctx, options.name)
+    upload_url = create(ctx, options.name, expires_at)
+    size, sha256_hex = upload_zip(upload_url, entries, options)
+    artifact_id = finalize(ctx, options.name, size, sha256_hex)
+    url = f"{ctx.link_base}/{artifact_id}"
+    runner.info(f"Artifact {options.name} uploaded: ID {artifact_id}, {url}")
+    return UploadedArtifact(options.name, artifact_id, size, f"sha256:{sha256_hex}", url)
 
+
+def create(ctx: Context, name: str, expires_at: datetime | None) -> str:
+    """CreateArtifact; returns the signed upload URL (masked, never logged)."""
     try:
         reply = ctx.client.call("CreateArtifact", service.create_request(ctx.ids, name, expires_at))
     except service.TwirpFailure as exc:
@@ -161,26 +170,31 @@ def upload_entries(ctx: Context, entries: Sequence[Entry], options: UploadOption
     if not upload_url:
         raise ArtifactError(f"CreateArtifact for {name}: the reply has no signed upload URL.")
     service.mask_signed_url(upload_url)
+    return upload_url
 
+
+def upload_zip(upload_url: str, entries: Sequence[Entry], options: UploadOptions) -> tuple[int, str]:
+    """Zip ``entries`` straight into block uploads; returns (size, sha256 hex) of the bytes sent."""
+    total = sum(e.size for e in entries)
     runner.info(
-        f"Uploading artifact {name}.zip: {len(entries)} entries, {sum(e.size for e in entries)} bytes "
+        f"Uploading artifact {options.name}.zip: {len(entries)} entries, {total} bytes "
         f"before compression (level {options.compression_level})"
     )
-    uploader = BlockUploader(upload_url, block_size=block_size_for(sum(e.size for e in entries)))
+    uploader = BlockUploader(upload_url, block_size=block_size_for(total))
     try:
         write_zip(entries, uploader.write, options.compression_level)
-        size, sha256_hex = uploader.finish()
+        return uploader.finish()
     finally:
         uploader.close()
 
+
+def finalize(ctx: Context, name: str, size: int, sha256_hex: str) -> int:
+    """FinalizeArtifact; only ever called after the block list was committed."""
     runner.info(f"Finalizing artifact {name}: {size} bytes, sha256:{sha256_hex}")
     reply = ctx.client.call("FinalizeArtifact", service.finalize_request(ctx.ids, name, size, sha256_hex))
     if not service.field(reply, "ok", False):
         raise ArtifactError(f"FinalizeArtifact for {name}: the service did not accept the upload.")
-    artifact_id = service.int64(service.field(reply, "artifact_id"), "artifact id")
-    url = f"{ctx.link_base}/{artifact_id}"
-    runner.info(f"Artifact {name} uploaded: ID {artifact_id}, {url}")
-    return UploadedArtifact(name, artifact_id, size, f"sha256:{sha256_hex}", url)
+    return service.int64(service.field(reply, "artifact_id"), "artifact id")
 
 
 def platform_folders(output_dir: Path) -> dict[str, Path]:
