@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -112,3 +113,20 @@ def common(cenv: Mapping[str, str], kubeconfig: str | None = None) -> list[str]:
         "--namespace",
         cenv["KUBEBUILDX_NAMESPACE"],
     ]
+
+
+def read_file_commands(path: Path) -> dict[str, str]:
+    """The runner's parser for `name<<delimiter` blocks (GITHUB_OUTPUT, GITHUB_STATE...)."""
+    out: dict[str, str] = {}
+    lines = path.read_text().split("\n")
+    i = 0
+    while i < len(lines):
+        match = re.match(r"^([^<=]+)<<(.+)$", lines[i])
+        if match:
+            name, delim = match.groups()
+            j = lines.index(delim, i + 1)
+            out[name] = "\n".join(lines[i + 1 : j])
+            i = j + 1
+        else:
+            i += 1
+    return out

@@ -7,12 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from cluster_helpers import KUBEBUILDX, ROOT, cluster_env, deployments, secrets_of
+from cluster_helpers import KUBEBUILDX, ROOT, cluster_env, deployments, read_file_commands, secrets_of
 
 pytestmark = pytest.mark.cluster
 
@@ -20,23 +19,6 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture(scope="module")
 def cenv() -> dict[str, str]:
     return cluster_env()
-
-
-def read_file_commands(path: Path) -> dict[str, str]:
-    """The runner's parser for `name<<delimiter` blocks."""
-    out: dict[str, str] = {}
-    lines = path.read_text().split("\n")
-    i = 0
-    while i < len(lines):
-        match = re.match(r"^([^<=]+)<<(.+)$", lines[i])
-        if match:
-            name, delim = match.groups()
-            j = lines.index(delim, i + 1)
-            out[name] = "\n".join(lines[i + 1 : j])
-            i = j + 1
-        else:
-            i += 1
-    return out
 
 
 def runner_env(tmp: Path, cenv: dict[str, str]) -> dict[str, str]:

@@ -23,7 +23,15 @@ from pathlib import Path
 
 import loopback_registry
 import pytest
-from cluster_helpers import CONTEXT, KUBEBUILDX, api_json, cluster_env, deployments, kubebuildx
+from cluster_helpers import (
+    CONTEXT,
+    KUBEBUILDX,
+    api_json,
+    cluster_env,
+    deployments,
+    kubebuildx,
+    read_file_commands,
+)
 from loopback_registry import Registry, free_loopback_port, images_of, non_loopback_ipv4
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
@@ -60,22 +68,6 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 # ---- the action, as a runner runs it ------------------------------------------------------------
-
-
-def read_file_commands(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    lines = path.read_text().split("\n")
-    i = 0
-    while i < len(lines):
-        match = re.match(r"^([^<=]+)<<(.+)$", lines[i])
-        if match:
-            name, delim = match.groups()
-            j = lines.index(delim, i + 1)
-            out[name] = "\n".join(lines[i + 1 : j])
-            i = j + 1
-        else:
-            i += 1
-    return out
 
 
 @dataclass
