@@ -85,6 +85,9 @@ def start(inputs: Inputs, env: Mapping[str, str] | None = None) -> Run:
     root = temp_root(env) / "kubebuildx"
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    # Saved at once: the kubeconfig lands here next, and the post step must delete it
+    # even when this run fails before the builder exists.
+    runner.save_state("workdir", str(workdir))
     return Run(inputs, env, workdir, instance.buildx_dir(env))
 
 
@@ -119,7 +122,6 @@ def login(run: Run, refs: tuple[str, ...]) -> None:
     if creds is None:
         return
     with runner.group(f"Logging in to {creds.host}"):
-        runner.save_state("workdir", str(run.workdir))  # the post step deletes it, even after a failure
         run.docker_config = registry.write_config(creds, run.workdir)
         warning = registry.check_refs(creds, refs)
         if warning:
@@ -201,7 +203,6 @@ def materialize(run: Run, native: tuple[Platform, ...], emulated: dict[Platform,
         run.spec = spec
         runner.save_state("builder", spec.name)
         runner.save_state("store", str(run.store))
-        runner.save_state("workdir", str(run.workdir))
         runner.save_state("cleanup", "true" if run.inputs.cleanup else "false")
         runner.save_state("namespace", run.namespace)
     run.mark("instance")
@@ -534,11 +535,3 @@ def merge_all(inputs: Inputs, env: Mapping[str, str] | None = None) -> int:
     finally:
         cleanup(run.store, "", run.workdir, False)
     return 0
-
-
-def instance_only(inputs: Inputs, env: Mapping[str, str] | None = None) -> tuple[Run, BuilderSpec]:
-    run = start(inputs, env)
-    connect(run)
-    native, emulated = check(run)
-    spec = materialize(run, native, emulated)
-    return run, spec

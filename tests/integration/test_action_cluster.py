@@ -139,3 +139,34 @@ def test_action_bad_input_fails_before_anything_runs(cenv: dict[str, str], tmp_p
     assert "::error title=Invalid input::" in run.stdout
     assert "arm64/linux" in run.stdout
     assert "Invalid input" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
+
+
+def test_post_step_deletes_the_kubeconfig_after_a_failed_preflight(
+    cenv: dict[str, str], tmp_path: Path
+) -> None:
+    env = runner_env(tmp_path, cenv)
+    env.update(
+        {
+            "INPUT_KUBECONFIG": Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]).read_text(),
+            "INPUT_NAMESPACE": cenv["KUBEBUILDX_NAMESPACE"],
+            "INPUT_PLATFORMS": "linux/s390x",
+        }
+    )
+    main = subprocess.run(
+        [str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert main.returncode == 4, main.stdout + main.stderr
+    assert "::error title=Cluster preflight failed::" in main.stdout
+    state = read_file_commands(Path(env["GITHUB_STATE"]))
+    assert (Path(state["workdir"]) / "kubeconfig").is_file()
+    post_env = {**env, **{f"STATE_{k}": v for k, v in state.items()}}
+    post = subprocess.run(
+        [str(KUBEBUILDX), "action", "--post"],
+        env=post_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert post.returncode == 0, post.stdout + post.stderr
+    assert not Path(state["workdir"]).exists()
