@@ -112,12 +112,14 @@ def test_transient_faults_are_retried() -> None:
             "block0": [503, 500],
             "block1": [requests.ConnectionError("reset")],
             "block2": [requests.Timeout("slow")],
+            "block3": [requests.exceptions.ChunkedEncodingError(f"broken reply from {URL}")],
             "commit": [503],
         }
     )
     _, digest = upload(storage, PAYLOAD)
     assert digest == hashlib.sha256(PAYLOAD).hexdigest()
     assert storage.requests.count("block0") == 3
+    assert storage.requests.count("block3") == 2
     assert storage.requests.count("commit") == 2
 
 

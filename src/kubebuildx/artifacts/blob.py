@@ -197,7 +197,9 @@ class BlockUploader:
                 response = self._session.put(url, data=body, headers=request_headers, timeout=TIMEOUT)
             except requests.Timeout:
                 failure, status, problem = BlockFailure.TIMEOUT, 0, "timed out"
-            except requests.ConnectionError as exc:
+            except requests.RequestException as exc:
+                # Connection resets, dropped replies, broken chunked bodies. Only the type is
+                # kept: requests' messages quote the URL, SAS token included.
                 failure, status = BlockFailure.CONNECTION, 0
                 problem = f"connection failed ({type(exc).__name__})"
             else:

@@ -313,7 +313,7 @@ class TwirpClient:
         for attempt in range(self._backoff.attempts):
             try:
                 response = self._session.post(self.url(method), data=data, timeout=TIMEOUT)
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 raise ArtifactError(
                     f"Failed to {method}: unable to reach the artifact service at {self.origin} "
                     f"({type(exc).__name__}).",
