@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,31 +273,41 @@ def boot(run: Run) -> dict[str, str]:
             )
         runner.info(result.stdout.strip())
     run.mark("boot-end")
-    pod_nodes: dict[str, str] = {}
-    reported: dict[str, tuple[Platform, ...]] = {}
     with runner.group("Checking each node builds natively"):
-        for node in spec.nodes:
-            running = [p for p in pods_of(run, node.name) if p.get("status", {}).get("phase") == "Running"]
-            if not running:
-                continue
-            pod = running[0].get("metadata", {}).get("name", "")
-            pod_nodes[node.name] = running[0].get("spec", {}).get("nodeName", "")
-            try:
-                text = kube.exec_in_pod(run.api, run.namespace, pod, list(bootstrap.WORKERS_ARGV))
-            except Exception as exc:  # noqa: BLE001 - the client raises many kinds; all mean "cannot tell"
-                raise BootstrapError(
-                    f"cannot ask BuildKit in pod {pod} which platforms it runs: {type(exc).__name__}",
-                    hint="the builder image must contain buildctl (moby/buildkit images do)",
-                ) from None
-            reported[node.name] = bootstrap.worker_platforms(text)
+        # One exec per node, side by side: each is a round trip through the API server.
+        with ThreadPoolExecutor(max_workers=len(spec.nodes)) as pool:
+            probes = list(pool.map(lambda node: _probe_node(run, node.name), spec.nodes))
+        pod_nodes = {
+            node.name: where for node, (_, where, _) in zip(spec.nodes, probes, strict=True) if where
+        }
+        reported = {node.name: found for node, (_, _, found) in zip(spec.nodes, probes, strict=True)}
+        for node, (pod, where, found) in zip(spec.nodes, probes, strict=True):
             runner.info(
-                f"{node.name}: pod {pod} on {pod_nodes[node.name]}, BuildKit runs on "
-                + (str(reported[node.name][0]) if reported[node.name] else "?")
+                f"{node.name}: pod {pod or '?'} on {where or '?'}, BuildKit runs on "
+                + (str(found[0]) if found else "?")
                 + (f" (emulating {node.platform})" if node.emulated_on else "")
             )
         bootstrap.check_native(spec, reported, pod_nodes)
     run.mark("verified")
     return pod_nodes
+
+
+def _probe_node(run: Run, node: str) -> tuple[str, str, tuple[Platform, ...]]:
+    """(pod, Kubernetes node, platforms its BuildKit lists) for one builder node."""
+    running = [p for p in pods_of(run, node) if p.get("status", {}).get("phase") == "Running"]
+    if not running:
+        return "", "", ()
+    pod = running[0].get("metadata", {}).get("name", "")
+    where = running[0].get("spec", {}).get("nodeName", "")
+    try:
+        text = kube.exec_in_pod(run.api, run.namespace, pod, list(bootstrap.WORKERS_ARGV))
+    except Exception as exc:  # noqa: BLE001 - the client raises many kinds; all mean "cannot tell"
+        raise BootstrapError(
+            f"cannot ask BuildKit in pod {pod} which platforms it runs: {type(exc).__name__}",
+            hint="the builder image must contain buildctl (moby/buildkit images do), and the user "
+            "needs get and create on pods/exec (deploy/rbac.yaml)",
+        ) from None
+    return pod, where, bootstrap.worker_platforms(text)
 
 
 def _write_secrets(run: Run) -> tuple[tuple[str, Path], ...]:
