@@ -126,45 +126,34 @@ def argv(
     buildx: Sequence[str] = ("buildx",),
 ) -> list[str]:
     """The whole ``buildx build`` command line, in build-push-action's order."""
-    a: list[str] = [*buildx, "build", "--builder", builder, "--progress", "rawjson"]
-    for value in inputs.allow:
-        a += ["--allow", value]
-    for value in inputs.annotations:
-        a += ["--annotation", value]
-    for value in inputs.build_args:
-        a += ["--build-arg", value]
-    for value in inputs.build_contexts:
-        a += ["--build-context", value]
-    for value in inputs.cache_from:
-        a += ["--cache-from", value]
-    for value in inputs.cache_to:
-        a += ["--cache-to", value]
-    a += secret_env_args(inputs)
-    if inputs.file:
-        a += ["--file", inputs.file]
-    for value in inputs.labels:
-        a += ["--label", value]
-    for value in inputs.no_cache_filters:
-        a += ["--no-cache-filter", value]
-    for value in outputs(inputs, paths.output_dir):
-        a += ["--output", value]
-    a += ["--platform", plat.join(platforms)]
-    a += attest_args(inputs, builder_id)
-    a += secret_args(inputs, paths.secret_files)
-    if inputs.shm_size:
-        a += ["--shm-size", inputs.shm_size]
-    for value in inputs.tags:
-        a += ["--tag", value]
-    if inputs.target:
-        a += ["--target", inputs.target]
-    for value in inputs.ulimit:
-        a += ["--ulimit", value]
-    a += ["--metadata-file", str(paths.metadata_file)]
-    if inputs.network:
-        a += ["--network", inputs.network]
-    if inputs.no_cache:
-        a.append("--no-cache")
-    if inputs.pull:
-        a.append("--pull")
-    a.append(inputs.context or ".")
-    return a
+    return [
+        *buildx, "build", "--builder", builder, "--progress", "rawjson",
+        *_each("--allow", inputs.allow),
+        *_each("--annotation", inputs.annotations),
+        *_each("--build-arg", inputs.build_args),
+        *_each("--build-context", inputs.build_contexts),
+        *_each("--cache-from", inputs.cache_from),
+        *_each("--cache-to", inputs.cache_to),
+        *secret_env_args(inputs),
+        *_each("--file", [inputs.file] if inputs.file else []),
+        *_each("--label", inputs.labels),
+        *_each("--no-cache-filter", inputs.no_cache_filters),
+        *_each("--output", outputs(inputs, paths.output_dir)),
+        "--platform", plat.join(platforms),
+        *attest_args(inputs, builder_id),
+        *secret_args(inputs, paths.secret_files),
+        *_each("--shm-size", [inputs.shm_size] if inputs.shm_size else []),
+        *_each("--tag", inputs.tags),
+        *_each("--target", [inputs.target] if inputs.target else []),
+        *_each("--ulimit", inputs.ulimit),
+        "--metadata-file", str(paths.metadata_file),
+        *_each("--network", [inputs.network] if inputs.network else []),
+        *(["--no-cache"] if inputs.no_cache else []),
+        *(["--pull"] if inputs.pull else []),
+        inputs.context or ".",
+    ]  # fmt: skip
+
+
+def _each(flag: str, values: Sequence[str]) -> list[str]:
+    """``--flag v1 --flag v2``: one flag per value, as buildx repeats them."""
+    return [word for value in values for word in (flag, value)]
