@@ -51,6 +51,19 @@ def runner_env(tmp: Path, cenv: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def post_step(env: dict[str, str], state: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The post-entrypoint as a runner starts it: the main step's state as STATE_* variables."""
+    post_env = {**env, **{f"STATE_{k}": v for k, v in state.items()}}
+    return subprocess.run(
+        [str(KUBEBUILDX), "action", "--post"],
+        env=post_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, str], tmp_path: Path) -> None:
     env = runner_env(tmp_path, cenv)
     kubeconfig_text = Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]).read_text()
@@ -95,15 +108,7 @@ def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, st
     assert oct(kubeconfig_file.stat().st_mode & 0o777) == "0o600"
     assert deployments(cenv, builder), "the main step leaves cleanup to the post step"
 
-    post_env = {**env, **{f"STATE_{k}": v for k, v in state.items()}}
-    post = subprocess.run(
-        [str(KUBEBUILDX), "action", "--post"],
-        env=post_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    post = post_step(env, state)
     assert post.returncode == 0, post.stdout + post.stderr
     assert not kubeconfig_file.exists()
     assert deployments(cenv, builder) == []
@@ -159,14 +164,6 @@ def test_post_step_deletes_the_kubeconfig_after_a_failed_preflight(
     assert "::error title=Cluster preflight failed::" in main.stdout
     state = read_file_commands(Path(env["GITHUB_STATE"]))
     assert (Path(state["workdir"]) / "kubeconfig").is_file()
-    post_env = {**env, **{f"STATE_{k}": v for k, v in state.items()}}
-    post = subprocess.run(
-        [str(KUBEBUILDX), "action", "--post"],
-        env=post_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    post = post_step(env, state)
     assert post.returncode == 0, post.stdout + post.stderr
     assert not Path(state["workdir"]).exists()
