@@ -35,9 +35,10 @@ def mask(secret: str) -> None:
     """
     if not secret:
         return
-    for value in sorted({secret, *(line.strip() for line in secret.splitlines())}):
-        if len(value) < 8 or ("\n" in secret and value != secret and not _looks_secret(value)):
-            continue
+    values = {secret}
+    if "\n" in secret:
+        values |= {line.strip() for line in secret.splitlines() if _looks_secret(line.strip())}
+    for value in sorted(values):
         if value in _masked:
             continue
         _masked.add(value)
