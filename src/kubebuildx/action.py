@@ -32,6 +32,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         secret = env.get("INPUT_KUBECONFIG", "")
         runner.mask(secret.strip())
         runner.mask(env.get("INPUT_PASSWORD", ""))
+        runner.mask(env.get("INPUT_DOCKER-CONFIG", "").strip())
         inputs = parse_inputs(raw_inputs(env))
         runner.info(
             f"platforms: {', '.join(map(str, inputs.platforms)) or '(all the cluster serves natively)'}"

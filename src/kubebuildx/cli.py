@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from kubebuildx import __version__, runner
+from kubebuildx import __version__, kubeconfig, runner
 from kubebuildx.errors import InputError, KubebuildxError
 from kubebuildx.inputs import INPUTS, parse_inputs
 
@@ -94,7 +94,11 @@ def _add_input_flags(parser: argparse.ArgumentParser, names: set[str] | None = N
             )
             continue
         kwargs: dict[str, object] = {"dest": "input_" + spec.name, "help": spec.description}
-        if spec.kind == "list":
+        if spec.name == "docker-config":
+            kwargs.update(
+                metavar="PATH", help="docker config.json file whose auths are used to push and merge"
+            )
+        elif spec.kind == "list":
             kwargs.update(action="append", metavar="VALUE")
         elif spec.kind == "bool":
             kwargs.update(nargs="?", const="true", metavar="true|false")
@@ -114,7 +118,8 @@ def _kubeconfig_text(path: str | None) -> str:
         if candidate and Path(candidate).is_file():
             text = Path(candidate).read_text()
             runner.mask(text.strip())
-            return text
+            # kubectl resolves relative certificate paths against the kubeconfig's folder
+            return kubeconfig.absolutize(text, Path(candidate).resolve().parent)
         if path:
             raise InputError(f"kubeconfig file {path!r} does not exist")
     return ""
@@ -130,6 +135,11 @@ def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
     if getattr(args, "password_stdin", False):
         raw["password"] = sys.stdin.read().strip()
     runner.mask(raw.get("password", ""))
+    if raw.get("docker-config"):  # the CLI takes the file, the action its content
+        path = Path(raw["docker-config"])
+        if not path.is_file():
+            raise InputError(f"docker-config file {str(path)!r} does not exist")
+        raw["docker-config"] = path.read_text()
     if "kubeconfig" in vars(args):
         raw["kubeconfig"] = _kubeconfig_text(args.kubeconfig)
     if getattr(args, "context", None):

@@ -201,6 +201,12 @@ INPUTS: tuple[InputSpec, ...] = (
         "Password or personal access token for the registry (store it as a secret).",
         group="registry",
     ),
+    InputSpec(
+        "docker-config",
+        "A docker config.json (its content, from a secret) whose `auths` are used to push and merge; "
+        "combined with username/password when both are set.",
+        group="registry",
+    ),
     # Artifacts (actions/upload-artifact names)
     InputSpec(
         "upload-artifacts",
@@ -329,6 +335,7 @@ class Inputs:
     registry: str = ""
     username: str = ""
     password: str = field(default="", repr=False)
+    docker_config: str = field(default="", repr=False)
     upload_artifacts: bool = True
     artifact_name: str = ""
     artifact_per_platform: bool = True

@@ -97,6 +97,30 @@ def _named(doc: Mapping[str, Any], kind: str, name: str) -> dict[str, Any] | Non
     return None
 
 
+def absolutize(text: str, base_dir: Path) -> str:
+    """Make the file paths a kubeconfig file names absolute against its own
+    folder, as kubectl reads them. Text that is not a YAML mapping is returned
+    as it is, for ``parse`` to explain."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if not isinstance(doc, dict):
+        return text
+    changed = False
+    for kind, keys in _FILE_KEYS.items():
+        for entry in doc.get(kind + "s") or []:
+            body = entry.get(kind) if isinstance(entry, dict) else None
+            if not isinstance(body, dict):
+                continue
+            for key in keys:
+                value = body.get(key)
+                if isinstance(value, str) and value and not Path(value).is_absolute():
+                    body[key] = str(base_dir / value)
+                    changed = True
+    return yaml.safe_dump(doc, sort_keys=False) if changed else text
+
+
 def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kubeconfig:
     """Parse kubeconfig text and keep only ``context`` (default: current-context)."""
     source = _decode(text)

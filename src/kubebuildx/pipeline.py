@@ -120,10 +120,15 @@ def connect(run: Run) -> None:
 def login(run: Run, refs: tuple[str, ...]) -> None:
     """Registry credentials to a private 0600 config.json, checked before any build."""
     creds = registry.from_inputs(run.inputs.registry, run.inputs.username, run.inputs.password)
+    auths = registry.parse_docker_config(run.inputs.docker_config)
     if creds is None:
+        if auths:
+            with runner.group("Registry credentials from docker-config"):
+                run.docker_config = registry.write_config(None, run.workdir, auths)
+                runner.info("registries: " + ", ".join(sorted(auths)))
         return
     with runner.group(f"Logging in to {creds.host}"):
-        run.docker_config = registry.write_config(creds, run.workdir)
+        run.docker_config = registry.write_config(creds, run.workdir, auths)
         warning = registry.check_refs(creds, refs)
         if warning:
             runner.warning(warning)

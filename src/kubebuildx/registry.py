@@ -102,17 +102,67 @@ def _auth_value(creds: Credentials) -> str:
     return base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
 
 
-def config_json(creds: Credentials) -> str:
-    """config.json as the docker CLI writes it after ``docker login``."""
-    return json.dumps({"auths": {auth_key(creds.registry): {"auth": _auth_value(creds)}}}, indent="\t") + "\n"
+_AUTH_SECRETS = ("auth", "password", "identitytoken", "registrytoken")
 
 
-def write_config(creds: Credentials, workdir: Path) -> Path:
+def parse_docker_config(text: str) -> dict[str, dict[str, str]]:
+    """The ``auths`` of a user's config.json, every credential masked on read.
+
+    Credential helpers and stores (``credsStore``, ``credHelpers``) need
+    programs the action image does not have, so they are refused with the fix.
+    """
+    if not text.strip():
+        return {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:  # its message quotes no content, only the position
+        raise InputError(
+            f"docker-config is not JSON (line {exc.lineno}, column {exc.colno})",
+            hint="store the content of ~/.docker/config.json (after `docker login`) as the secret",
+        ) from None
+    auths = doc.get("auths") if isinstance(doc, dict) else None
+    if not isinstance(auths, dict) or not all(isinstance(v, dict) for v in auths.values()):
+        raise InputError(
+            "docker-config has no `auths` object",
+            hint="log in with `docker login`, then store ~/.docker/config.json as the secret",
+        )
+    for entry in auths.values():
+        for key in _AUTH_SECRETS:
+            if isinstance(entry.get(key), str):
+                runner.mask(entry[key])
+    if (
+        isinstance(doc, dict)
+        and (doc.get("credsStore") or doc.get("credHelpers"))
+        and not any(entry.get("auth") or entry.get("identitytoken") for entry in auths.values())
+    ):
+        raise InputError(
+            "docker-config keeps its credentials in a credential helper, which is not available here",
+            hint="store a config.json with the credentials inline (`auths.<registry>.auth`), or use "
+            "the username and password inputs",
+        )
+    return {
+        str(host): {k: str(v) for k, v in entry.items() if isinstance(v, str)}
+        for host, entry in auths.items()
+    }
+
+
+def config_json(creds: Credentials | None, auths: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """config.json as the docker CLI writes it after ``docker login``: the
+    given ``auths`` (from docker-config), then the username/password on top."""
+    merged: dict[str, Mapping[str, str]] = dict(auths or {})
+    if creds is not None:
+        merged[auth_key(creds.registry)] = {"auth": _auth_value(creds)}
+    return json.dumps({"auths": merged}, indent="\t") + "\n"
+
+
+def write_config(
+    creds: Credentials | None, workdir: Path, auths: Mapping[str, Mapping[str, str]] | None = None
+) -> Path:
     """Write ``<workdir>/docker-config/config.json`` with mode 0600; return the folder."""
     folder = workdir / CONFIG_DIR
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
-    instance.atomic_write(folder / "config.json", config_json(creds), mode=0o600)
+    instance.atomic_write(folder / "config.json", config_json(creds, auths), mode=0o600)
     return folder
 
 

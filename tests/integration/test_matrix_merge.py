@@ -395,3 +395,27 @@ def test_merge_takes_registry_settings_from_the_buildkit_config(cenv: dict[str, 
         assert images_of(index) == dict(zip(PLATFORMS, digests, strict=True))
     finally:
         reg.stop()
+
+
+def test_a_docker_config_secret_logs_in_like_username_and_password(
+    cenv: dict[str, str], private: Registry, tmp_path: Path
+) -> None:
+    """issue 5: credentials as a docker config (what `docker login` leaves in config.json)."""
+    import base64
+
+    repo = f"dockercfg-{uuid.uuid4().hex[:8]}"
+    image = f"{private.address}/{repo}"
+    auth = base64.b64encode(f"{private.user}:{private.password}".encode()).decode()
+    config = json.dumps({"auths": {private.address: {"auth": auth}}})
+    job = new_job(tmp_path, cenv, "5", "build-amd64")
+    proc = job.run(build_inputs(cenv, "linux/amd64", image, **{"docker-config": config}))
+    try:
+        assert proc.returncode == 0, job.printed[-4000:]
+        assert f"registries: {private.address}" in job.printed
+    finally:
+        assert job.run({}, "--post").returncode == 0
+    assert not Path(job.state["workdir"]).exists(), "cleanup deletes the credentials"
+    assert job.outputs["digest"].startswith("sha256:")
+    assert_no_secret(private.password, job)
+    shown = "\n".join(line for line in job.printed.splitlines() if not line.startswith("::add-mask::"))
+    assert auth not in shown

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kubebuildx import action, cli, runner
+from kubebuildx.errors import InputError
 from kubebuildx.inputs import INPUTS, parse_inputs
 
 FAKE_KUBECONFIG = """\
@@ -96,7 +97,11 @@ def test_same_mapping_as_the_action() -> None:
     argv = ["build", "ctx"]
     env = {"INPUT_CONTEXT": "ctx"}
     for spec in INPUTS:
-        if spec.name in {"kubeconfig", "context"}:
+        if spec.name in {
+            "kubeconfig",
+            "context",
+            "docker-config",
+        }:  # files for the CLI, content for the action
             continue
         value = {"bool": "true", "int": "3"}.get(spec.kind, f"v-{spec.name}")
         argv += [f"--{spec.name}", value]
@@ -112,6 +117,27 @@ def test_kubeconfig_from_a_file_is_read_and_masked(tmp_path: Path) -> None:
     got = raw("preflight", "--kubeconfig", str(path))
     assert got["kubeconfig"] == FAKE_KUBECONFIG
     assert FAKE_KUBECONFIG.strip() in runner._masked
+
+
+def test_docker_config_is_a_file_for_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{"auths": {"ghcr.io": {"auth": "RkFLRTpGQUtF"}}}')
+    assert raw("build", "--docker-config", str(path), "ctx")["docker-config"] == path.read_text()
+    with pytest.raises(InputError, match="does not exist"):
+        raw("build", "--docker-config", str(tmp_path / "nope.json"), "ctx")
+
+
+def test_relative_certificate_paths_resolve_against_the_kubeconfig_folder(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    path = tmp_path / "kc.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://h:6443', certificate-authority: certs/ca.crt}}]\n"
+        "users: [{name: u, user: {token: FAKE-TOKEN-0123456789}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    got = raw("preflight", "--kubeconfig", str(path))["kubeconfig"]
+    assert f"certificate-authority: {tmp_path}/certs/ca.crt" in got
 
 
 def test_kubeconfig_from_the_environment_then_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -173,3 +173,44 @@ def test_check_login_only_notes_what_it_cannot_check() -> None:
 def test_push_hint_names_the_fix_for_a_refused_push(error: str, logged_in: bool, words: str) -> None:
     hint = registry.push_hint(error, logged_in=logged_in)
     assert (words in hint) if words else hint == ""
+
+
+def test_docker_config_auths_are_masked_and_merged_under_the_login() -> None:
+    hub, ghcr = fake_password(), fake_password()
+    text = json.dumps(
+        {
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": base64.b64encode(f"me:{hub}".encode()).decode()},
+                "ghcr.io": {"identitytoken": ghcr},
+            },
+            "psFormat": "table",
+        }
+    )
+    auths = registry.parse_docker_config(text)
+    assert ghcr in runner._masked
+    assert base64.b64encode(f"me:{hub}".encode()).decode() in runner._masked
+    password = fake_password()
+    written = json.loads(registry.config_json(Credentials("ghcr.io", "bot", password), auths))
+    assert written["auths"]["https://index.docker.io/v1/"] == auths["https://index.docker.io/v1/"]
+    # username/password win for their registry
+    assert written["auths"]["ghcr.io"] == {"auth": base64.b64encode(f"bot:{password}".encode()).decode()}
+    assert set(written) == {"auths"}  # nothing else of the user's config is carried
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"auths": {"ghcr.io": {"auth": "SECRET-VALUE-123"}', "line 1"),
+        ('{"credsStore": "desktop"}', "no `auths`"),
+        ('{"auths": {"ghcr.io": {}}, "credsStore": "desktop"}', "credential helper"),
+    ],
+)
+def test_docker_config_errors_name_the_fix_and_quote_nothing(text: str, words: str) -> None:
+    with pytest.raises(InputError) as exc:
+        registry.parse_docker_config(text)
+    assert words in str(exc.value)
+    assert "SECRET-VALUE-123" not in str(exc.value)
+
+
+def test_an_empty_docker_config_is_no_config() -> None:
+    assert registry.parse_docker_config("  ") == {}
