@@ -147,6 +147,10 @@ def daemons(lay: Layout) -> list[Daemon]:
                     f"--kubeconfig={kc / 'kwok.yaml'}",
                     f"--config={lay.run / f'kwok-{arch}.yaml'}",
                     f"--manage-single-node={L.node_name(arch)}",
+                    # Renew a node Lease as a kubelet does: without it the only heartbeat is the
+                    # node-ready Stage re-readying the node after the node controller has marked it
+                    # Unknown (tainted unreachable:NoExecute) every 50 s, which a preflight can hit.
+                    "--node-lease-duration-seconds=40",
                     "--node-ip=127.0.0.1",
                     f"--node-port={port}",
                     f"--server-address=127.0.0.1:{port}",
