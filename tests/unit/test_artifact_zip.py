@@ -150,6 +150,23 @@ def test_a_symlink_cycle_is_walked_once(tmp_path: Path) -> None:
     assert names == ["d/f"]
 
 
+def test_symlinks_that_lead_out_of_the_folder_are_not_followed(tmp_path: Path) -> None:
+    """A build controls its output: `ln -s ../..` must not upload what lies beside it
+    (the run's kubeconfig, registry config and secrets)."""
+    beside = tmp_path / "run"
+    beside.mkdir()
+    (beside / "kubeconfig").write_text("FAKE-CREDENTIAL")
+    out = tmp_path / "out" / "linux_amd64"
+    out.mkdir(parents=True)
+    (out / "app").write_text("binary")
+    (out / "up").symlink_to("../..")
+    (out / "kc").symlink_to(beside / "kubeconfig")
+    (out / "same").symlink_to("app")
+    names = [e.arcname for e in collect(out)]
+    assert names == ["app", "same"]
+    assert [e.arcname for e in collect(tmp_path / "out", [Path("linux_amd64/up")])] == []
+
+
 def test_the_archive_changes_if_a_file_does(tree: Path) -> None:
     first = zip_bytes(tree)
     (tree / "etc" / "empty").write_bytes(b"x")

@@ -95,7 +95,10 @@ def collect(root: Path, paths: Sequence[Path] | None = None) -> list[Entry]:
 
     Names in the archive are relative to ``root``. Directories contribute their
     files; an empty directory is kept as a directory entry. Symlinks are
-    followed (a cycle is walked once); a dangling one is skipped with a warning.
+    followed (a cycle is walked once) while they stay inside ``root``; one that
+    leads out of it, or dangles, is skipped with a warning. A build can write
+    any link into its output, and following ``../..`` would upload what lies
+    beside the output: the run's kubeconfig, registry config and secrets.
     """
     root = Path(os.path.normpath(root.absolute()))
     if not root.is_dir():
@@ -114,6 +117,9 @@ def collect(root: Path, paths: Sequence[Path] | None = None) -> list[Entry]:
         if not os.path.lexists(path):
             runner.warning(f"{given} does not exist; nothing is uploaded from it.")
             continue
+        if path.exists() and not _stays_inside(path, root):
+            _warn_escape(root, path)
+            continue
         if path.is_dir():
             _walk(root, path, found)
         else:
@@ -129,7 +135,10 @@ def _walk(root: Path, top: Path, found: dict[str, Entry]) -> None:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames.sort()
+        escaping = [d for d in dirnames if not _stays_inside(Path(dirpath) / d, root)]
+        for name in escaping:
+            _warn_escape(root, Path(dirpath) / name)
+        dirnames[:] = sorted(d for d in dirnames if d not in escaping)
         here = Path(dirpath)
         if not dirnames and not filenames and here != root:
             name = here.relative_to(root).as_posix() + "/"
@@ -139,9 +148,23 @@ def _walk(root: Path, top: Path, found: dict[str, Entry]) -> None:
             _add_file(root, here / filename, found)
 
 
+def _stays_inside(path: Path, root: Path) -> bool:
+    return _inside(Path(os.path.realpath(path)), Path(os.path.realpath(root)))
+
+
+def _warn_escape(root: Path, path: Path) -> None:
+    runner.warning(
+        f"{path.relative_to(root).as_posix()} is a symlink that leads out of the artifact folder; "
+        "it is not uploaded."
+    )
+
+
 def _add_file(root: Path, path: Path, found: dict[str, Entry]) -> None:
     name = path.relative_to(root).as_posix()
     validate_file_path(name)
+    if path.exists() and not _stays_inside(path, root):
+        _warn_escape(root, path)
+        return
     try:
         st = path.stat()
     except FileNotFoundError:
