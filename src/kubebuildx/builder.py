@@ -65,35 +65,18 @@ def default_builder_name(
 ) -> str:
     """A name no other job collides with.
 
-    With cleanup on, the name is unique per run, attempt, job and platform set,
-    so concurrent matrix jobs never share (or remove) each other's builder;
-    outside GitHub Actions (no run id) it is unique per invocation (``nonce``,
-    random when not given), so two CLI jobs on one cluster never remove each
-    other's builder either. With cleanup off, it is stable per repository and
-    platform set, so the next run finds the warm builder and its cache.
+    With cleanup on, the name is the run id and a random part: matrix legs
+    share the job id, the action id and often the platforms, so nothing in the
+    environment tells them apart, and one leg's cleanup must never remove
+    another's builder (the post step reads the name from the saved state).
+    With cleanup off, it is stable per repository and platform set, so the
+    next run finds the warm builder and its cache.
     """
-    repo = env.get("GITHUB_REPOSITORY", "")
-    plats = ",".join(str(p) for p in platforms)
     if keep:
-        seed = f"{repo}|{plats}|warm"
-        prefix = "kbx-warm"
-    elif not env.get("GITHUB_RUN_ID"):
-        seed = f"{plats}|{nonce or secrets.token_hex(8)}"
-        prefix = "kbx-cli"
-    else:
-        seed = "|".join(
-            (
-                repo,
-                env.get("GITHUB_RUN_ID", ""),
-                env.get("GITHUB_RUN_ATTEMPT", ""),
-                env.get("GITHUB_JOB", ""),
-                env.get("GITHUB_ACTION", ""),
-                plats,
-            )
-        )
-        prefix = "kbx-" + _slug(env.get("GITHUB_RUN_ID", ""))[:12]
-    digest = hashlib.sha256(seed.encode()).hexdigest()[:8]
-    return f"{prefix}-{digest}"[:BUILDER_NAME_MAX]
+        seed = f"{env.get('GITHUB_REPOSITORY', '')}|{','.join(str(p) for p in platforms)}|warm"
+        return f"kbx-warm-{hashlib.sha256(seed.encode()).hexdigest()[:8]}"
+    run = _slug(env.get("GITHUB_RUN_ID", ""))[:12] or "cli"
+    return f"kbx-{run}-{nonce or secrets.token_hex(4)}"[:BUILDER_NAME_MAX]
 
 
 def node_name(builder: str, platform: Platform) -> str:

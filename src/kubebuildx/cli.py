@@ -46,6 +46,7 @@ _MERGE = {
     "registry",
     "username",
     "password",
+    "docker-config",
     "buildkitd-config",  # its [registry."host"] settings (http, insecure, mirrors) reach imagetools
     "buildkitd-config-inline",
 }

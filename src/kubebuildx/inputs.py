@@ -215,7 +215,12 @@ INPUTS: tuple[InputSpec, ...] = (
         kind="bool",
         group="artifacts",
     ),
-    InputSpec("artifact-name", "Artifact name. Empty: the builder name.", group="artifacts"),
+    InputSpec(
+        "artifact-name",
+        "Artifact name (with artifact-per-platform, the prefix). Empty: the `builder` input, else "
+        "`kubebuildx`, so a matrix leg and a multi-platform job upload the same names.",
+        group="artifacts",
+    ),
     InputSpec(
         "artifact-per-platform",
         "One artifact per platform, named `<name>-<os>-<arch>[-<variant>]`.",
@@ -225,8 +230,8 @@ INPUTS: tuple[InputSpec, ...] = (
     ),
     InputSpec(
         "retention-days",
-        "Days before the artifact expires (1-90; capped by the repository's "
-        "setting). Empty: the repository's default.",
+        "Days before the artifact expires (capped, with a warning, by the repository's "
+        "setting). Empty or 0: the repository's default.",
         kind="int",
         group="artifacts",
     ),
@@ -292,7 +297,7 @@ BUILDER_NAME_MAX = 40  # leaves room for "-linux-arm-v7" in a 63-character Deplo
 
 @dataclass(frozen=True)
 class Inputs:
-    kubeconfig: str = ""
+    kubeconfig: str = field(default="", repr=False)
     kube_context: str = ""
     namespace: str = ""
     builder: str = ""
@@ -530,11 +535,13 @@ def parse_inputs(raw: Mapping[str, str]) -> Inputs:
 
     values["platforms"] = plat.parse_list(lst("platforms"))
     values["driver_opts"], values["platform_driver_opts"] = parse_driver_opts(lst("driver-opts"))
-    values["retention_days"] = (
+    # As actions/upload-artifact: 0 means the repository's default; the service caps the rest.
+    days = (
         None
         if values["retention_days"] is None
-        else _int("retention-days", str(values["retention_days"]), 1, 90)
+        else _int("retention-days", str(values["retention_days"]), 0, 400)
     )
+    values["retention_days"] = days or None
     values["compression_level"] = _int("compression-level", str(values["compression_level"] or "6"), 0, 9)
     if values["if_no_files_found"] not in {"warn", "error", "ignore"}:
         raise InputError(

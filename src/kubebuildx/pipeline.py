@@ -420,45 +420,65 @@ def record_digest(run: Run, result: summary.BuildResult) -> str:
         return f"Digest artifact for the merge job: [`{uploaded.name}`]({uploaded.url})"
 
 
-def publish(run: Run, result: summary.BuildResult) -> None:
-    """Outputs, artifacts and the summary; written even when the build failed."""
-    extra = record_digest(run, result)
-    if (
-        result.output_dir
-        and not result.error
-        and run.inputs.upload_artifacts
-        and run.env.get("ACTIONS_RUNTIME_TOKEN")
-    ):
-        with runner.group("Uploading artifacts"):
-            from kubebuildx.artifacts import (
-                UploadOptions,
-                artifact_outputs,
-                summary_rows,
-                upload_platform_artifacts,
-            )
+def artifact_base_name(inputs: Inputs) -> str:
+    """Predictable, unlike the default builder name: a later job downloads ``<name>-*``."""
+    return inputs.artifact_name or inputs.builder or "kubebuildx"
 
-            assert run.spec is not None
-            options = UploadOptions(
-                name=run.inputs.artifact_name or run.spec.name,
-                retention_days=run.inputs.retention_days,
-                compression_level=run.inputs.compression_level,
-                if_no_files_found=run.inputs.if_no_files_found,
-                overwrite=run.inputs.overwrite,
-            )
-            uploaded = upload_platform_artifacts(
-                Path(result.output_dir), options.name, options, per_platform=run.inputs.artifact_per_platform
-            )
-            for key, value in artifact_outputs(uploaded).items():
-                runner.set_output(key, value)
-            extra = summary_rows(uploaded) + (f"\n\n{extra}" if extra else "")
+
+def publish(run: Run, result: summary.BuildResult) -> None:
+    """Outputs, artifacts and the summary. The build's outputs and summary are
+    written even when the build or an upload failed; the upload's error is
+    raised after them, so it is never the reason the rest goes missing."""
+    extra: list[str] = []
+    failure: KubebuildxError | None = None
+    try:
+        digest_row = record_digest(run, result)
+        extra += [digest_row] if digest_row else []
+        if (
+            result.output_dir
+            and not result.error
+            and run.inputs.upload_artifacts
+            and run.env.get("ACTIONS_RUNTIME_TOKEN")
+        ):
+            extra.insert(0, upload_outputs(run, Path(result.output_dir)))
+    except KubebuildxError as exc:
+        failure = exc
     with runner.group("Outputs and summary"):
         for key, value in summary.outputs(result).items():
             runner.set_output(key, value)
-        runner.append_summary(summary.markdown(result, extra))
+        runner.append_summary(summary.markdown(result, "\n\n".join(extra)))
         if result.timings.platforms:
             runner.info(summary.console_table(result))
         if result.output_dir:
             runner.info(f"files: {result.output_dir}/<os>_<arch>/")
+    if failure:
+        raise failure
+
+
+def upload_outputs(run: Run, output_dir: Path) -> str:
+    """Upload each platform's folder; set the artifact outputs; return the summary table."""
+    with runner.group("Uploading artifacts"):
+        from kubebuildx.artifacts import (
+            SUMMARY_HEADER,
+            UploadOptions,
+            artifact_outputs,
+            summary_rows,
+            upload_platform_artifacts,
+        )
+
+        options = UploadOptions(
+            name=artifact_base_name(run.inputs),
+            retention_days=run.inputs.retention_days,
+            compression_level=run.inputs.compression_level,
+            if_no_files_found=run.inputs.if_no_files_found,
+            overwrite=run.inputs.overwrite,
+        )
+        uploaded = upload_platform_artifacts(
+            output_dir, options.name, options, per_platform=run.inputs.artifact_per_platform
+        )
+        for key, value in artifact_outputs(uploaded).items():
+            runner.set_output(key, value)
+        return f"{SUMMARY_HEADER}\n{summary_rows(uploaded)}" if uploaded else ""
 
 
 def cleanup(store: Path, name: str, workdir: Path | None, remove_builder: bool) -> None:

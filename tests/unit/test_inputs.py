@@ -183,6 +183,8 @@ def test_bool_rejects_other_spellings(name: str, value: str) -> None:
         ("retention-days", "1", "retention_days", 1),
         ("retention-days", " 90 ", "retention_days", 90),
         ("retention-days", "", "retention_days", None),
+        ("retention-days", "0", "retention_days", None),  # upload-artifact: 0 is the repository's default
+        ("retention-days", "180", "retention_days", 180),  # the service caps it, with a warning
         ("compression-level", "0", "compression_level", 0),
         ("compression-level", "9", "compression_level", 9),
         ("compression-level", "", "compression_level", 6),
@@ -195,8 +197,8 @@ def test_ints(name: str, raw: str, attr: str, expected: int | None) -> None:
 @pytest.mark.parametrize(
     ("name", "raw", "words"),
     [
-        ("retention-days", "0", "between 1 and 90"),
-        ("retention-days", "91", "between 1 and 90"),
+        ("retention-days", "-1", "between 0 and 400"),
+        ("retention-days", "401", "between 0 and 400"),
         ("retention-days", "seven", "whole number"),
         ("compression-level", "10", "between 0 and 9"),
         ("compression-level", "-1", "between 0 and 9"),
