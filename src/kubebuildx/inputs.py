@@ -289,6 +289,9 @@ DRIVER_OPTS = frozenset(
     }
 )
 _PLATFORM_PREFIX = re.compile(r"^(?P<platform>[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_]+)?):(?P<opt>[^=/:]+=.*)$")
+# resource.Quantity's syntax, as buildx's kubernetes driver parses it
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+_QUANTITY_KEYS = frozenset({"persistent-volume-claim.requests.storage", "buildkit-root-volume-memory"})
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
 _TOLERATION_FIELDS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
@@ -465,6 +468,11 @@ def parse_driver_opts(
                 hint="valid options: " + ", ".join(sorted(DRIVER_OPTS - {"namespace"})) + ", env.<NAME>",
             )
         value = value.strip()
+        if (key.startswith(("requests.", "limits.")) or key in _QUANTITY_KEYS) and not _QUANTITY.match(value):
+            raise InputError(
+                f"driver-opts {key}={value!r} is not a Kubernetes quantity",
+                hint="write e.g. requests.cpu=500m, requests.memory=4Gi",
+            )
         if key == "replicas":
             _int("driver-opts replicas", value, 1, 100)
         if key == "timeout" and not _DURATION.match(value):

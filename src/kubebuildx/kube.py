@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubebuildx.errors import ClusterError
+from kubebuildx.errors import ClusterError, KubeconfigError
 
 API_TIMEOUT = 10.0
 
@@ -52,9 +52,18 @@ def api_client(kubeconfig_path: str) -> Any:
     from kubernetes import client, config
 
     configuration = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig_path, client_configuration=configuration
-    )
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig_path, client_configuration=configuration
+        )
+    except Exception as exc:  # noqa: BLE001 - bad base64, bad PEM, a missing file: all a broken kubeconfig
+        # The exception's text may quote the data it choked on, so only its kind is shown.
+        kind = f"{type(exc).__module__}.{type(exc).__name__}"
+        raise KubeconfigError(
+            f"the kubeconfig's certificates or keys cannot be loaded ({kind})",
+            hint="certificate-authority-data, client-certificate-data and client-key-data must be base64 of "
+            "PEM; export the kubeconfig again with `kubectl config view --raw --minify --flatten`",
+        ) from None
     configuration.retries = 0
     return client.ApiClient(configuration)
 

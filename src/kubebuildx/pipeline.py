@@ -264,17 +264,23 @@ def boot(run: Run) -> dict[str, str]:
         inspected = bootstrap.parse_inspect(result.stdout)
         failed = [n for n in inspected.nodes if n.error or n.status not in ("running", "")]
         if result.returncode != 0 or inspected.error or failed:
+            waited = time.time() - run.marks["boot-start"]
             reasons = []
-            for node in spec.nodes:
-                try:
-                    reasons += bootstrap.diagnose(pods_of(run, node.name), _events(run), node.name)
-                except Exception as exc:  # noqa: BLE001 - the API may be the problem; keep buildx's words
-                    runner.debug(f"cannot read pods of {node.name}: {type(exc).__name__}")
-            words = cmd.last_words(result.stderr or result.stdout, 8)
+            try:
+                events = _events(run)
+                for node in spec.nodes:
+                    reasons += bootstrap.diagnose(pods_of(run, node.name), events, node.name)
+            except Exception as exc:  # noqa: BLE001 - the API may be the problem; keep buildx's words
+                runner.debug(f"cannot read the builder's pods: {type(exc).__name__}")
+            # buildx's own words first: it knows when the driver refused the spec itself
+            words = [n.error for n in inspected.nodes if n.error] or [inspected.error] * bool(inspected.error)
+            words = words or [cmd.last_words(result.stderr or result.stdout, 8) or "buildx gave no reason"]
+            gave_up = (
+                f"did not become ready within {timeout:.0f}s" if waited >= timeout else "could not start"
+            )
             raise BootstrapError(
-                f"builder {spec.name} did not become ready within {timeout:.0f}s:\n  "
-                + "\n  ".join(reasons or [words or "buildx gave no reason"]),
-                hint=bootstrap.hint_for(reasons),
+                f"builder {spec.name} {gave_up}:\n  buildx: " + "\n  ".join(words + reasons),
+                hint=bootstrap.hint_for([*words, *reasons]),
             )
         runner.info(result.stdout.strip())
     run.mark("boot-end")

@@ -402,3 +402,15 @@ def test_kubeconfig_is_kept_verbatim() -> None:
 def test_secrets_are_not_in_repr() -> None:
     got = parse_inputs({"secrets": "token=FAKE-SECRET-VALUE"})
     assert "FAKE-SECRET-VALUE" not in repr(got)
+
+
+@pytest.mark.parametrize(
+    "opt", ["requests.cpu=lots", "limits.memory=4 GB", "persistent-volume-claim.requests.storage=big"]
+)
+def test_resource_quantities_are_checked_before_anything_runs(opt: str) -> None:
+    with pytest.raises(InputError, match="not a Kubernetes quantity"):
+        parse_inputs({"driver-opts": opt})
+    assert parse_inputs({"driver-opts": "requests.cpu=500m\nlimits.memory=4Gi"}).driver_opts == (
+        ("limits.memory", "4Gi"),
+        ("requests.cpu", "500m"),
+    )

@@ -348,3 +348,21 @@ def test_not_in_a_pod(env: dict[str, str], tmp_path: Path) -> None:
         kubeconfig.in_cluster(env, sa_dir=tmp_path / "missing")
     assert "kubeconfig" in str(exc.value)
     assert "deploy/rbac.yaml" in str(exc.value)
+
+
+def test_undecodable_certificate_data_is_a_kubeconfig_error_not_a_traceback(tmp_path: Path) -> None:
+    from kubebuildx import kube
+    from kubebuildx.errors import KubeconfigError
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://h:6443',"
+        " certificate-authority-data: 'not!base64'}}]\n"
+        "users: [{name: u, user: {client-certificate-data: AAAA, client-key-data: FAKEKEYDATA0123456789}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    with pytest.raises(KubeconfigError) as exc:
+        kube.api_client(str(path))
+    assert "base64 of PEM" in str(exc.value)
+    assert "FAKEKEYDATA" not in str(exc.value) and "not!base64" not in str(exc.value)
