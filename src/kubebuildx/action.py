@@ -55,5 +55,6 @@ def post(env: Mapping[str, str] | None = None) -> int:
         name,
         Path(workdir) if workdir else None,
         runner.get_state("cleanup") != "false",
+        forget_warm=True,
     )
     return 0

@@ -487,9 +487,18 @@ def upload_outputs(run: Run, output_dir: Path) -> str:
         return f"{SUMMARY_HEADER}\n{summary_rows(uploaded)}" if uploaded else ""
 
 
-def cleanup(store: Path, name: str, workdir: Path | None, remove_builder: bool) -> None:
-    """Remove the builder when asked; always delete the kubeconfig and secrets.
-    Only warns: a failed cleanup never hides the real error."""
+def cleanup(
+    store: Path, name: str, workdir: Path | None, remove_builder: bool, *, forget_warm: bool = False
+) -> None:
+    """Remove the builder when asked; always delete the run's kubeconfig and secrets.
+
+    A warm builder (``remove_builder`` false) keeps its Deployments. The CLI
+    keeps its instance file and private kubeconfig copy too, as ``buildx
+    create`` would, so ``kubebuildx cleanup NAME`` and plain buildx still
+    reach it; the action (``forget_warm``) deletes both, since a kubeconfig
+    must not outlive the job: the next run writes its own and finds the
+    Deployments by name. Only warns: a failed cleanup never hides the real error.
+    """
     with runner.group("Cleanup"):
         if name and remove_builder:
             try:
@@ -499,11 +508,13 @@ def cleanup(store: Path, name: str, workdir: Path | None, remove_builder: bool) 
                     timeout=120,
                     what=f"buildx rm {name}",
                 )
-            except KubebuildxError as exc:
+                instance.remove(name, store)
+            except KubebuildxError as exc:  # keep the instance, so that a retry can still reach it
                 runner.warning(f"could not remove builder {name}: {exc}")
-            instance.remove(name, store)
         elif name:
-            runner.info(f"keeping builder {name} warm (cleanup: false)")
+            runner.info(f"keeping builder {name} warm (cleanup: false): its Deployments stay")
+            if forget_warm:
+                instance.remove(name, store)
         if workdir and workdir.is_dir():
             shutil.rmtree(workdir, ignore_errors=True)
             runner.info("deleted the kubeconfig and secrets")

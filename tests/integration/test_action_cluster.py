@@ -167,3 +167,35 @@ def test_post_step_deletes_the_kubeconfig_after_a_failed_preflight(
     post = post_step(env, state)
     assert post.returncode == 0, post.stdout + post.stderr
     assert not Path(state["workdir"]).exists()
+
+
+def test_a_warm_builder_outlives_the_job_but_its_kubeconfig_does_not(
+    cenv: dict[str, str], tmp_path: Path
+) -> None:
+    """cleanup: false keeps the Deployments for the next run's cache; the credentials never stay."""
+    kubeconfig = Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]).read_text()
+    common = {
+        "INPUT_KUBECONFIG": kubeconfig,
+        "INPUT_NAMESPACE": cenv["KUBEBUILDX_NAMESPACE"],
+        "INPUT_PLATFORMS": "linux/arm64",
+        "INPUT_BUILDER": "kbx-it-warm-action",
+        "INPUT_CONTEXT": str(ROOT / "tests" / "fixtures" / "contexts" / "scratch"),
+    }
+    for attempt, cleanup in (("first", "false"), ("second", "true")):
+        env = runner_env(tmp_path / attempt, cenv)
+        env.update({**common, "INPUT_CLEANUP": cleanup})
+        main = subprocess.run(
+            [str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert main.returncode == 0, (main.stdout + main.stderr)[-3000:]
+        state = read_file_commands(Path(env["GITHUB_STATE"]))
+        post = post_step(env, state)
+        assert post.returncode == 0, post.stdout + post.stderr
+        store = Path(env["HOME"]) / ".docker" / "buildx"
+        assert not (store / "instances" / "kbx-it-warm-action").exists()
+        assert not list(tmp_path.rglob("*.kubeconfig")), "no kubeconfig copy outlives the job"
+        assert not Path(state["workdir"]).exists()
+        if cleanup == "false":
+            assert deployments(cenv, "kbx-it-warm-action") == ["kbx-it-warm-action-linux-arm64"]
+    # the second run found the warm Deployment, built on it, and its cleanup removed it
+    assert deployments(cenv, "kbx-it-warm-action") == []
