@@ -352,6 +352,14 @@ class Inputs:
     if_no_files_found: str = "warn"
     overwrite: bool = False
 
+    @property
+    def persistent_storage(self) -> bool:
+        """A node keeps its cache on a volume: buildx then makes a StatefulSet."""
+        key = "persistent-volume-claim.requests.storage"
+        return any(k == key for k, _ in self.driver_opts) or any(
+            k == key for _, opts in self.platform_driver_opts for k, _ in opts
+        )
+
     def driver_opts_for(self, platform: Platform) -> dict[str, str]:
         """Options for one node: the common ones, then that platform's own."""
         opts = dict(self.driver_opts)

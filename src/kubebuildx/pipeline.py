@@ -139,10 +139,13 @@ def login(run: Run, refs: tuple[str, ...]) -> None:
 def check(run: Run) -> tuple[tuple[Platform, ...], dict[Platform, Platform]]:
     assert run.config is not None
     with runner.group("Preflight"):
-        state = preflight.read_cluster(run.api, run.config.server, run.namespace)
+        persistent = run.inputs.persistent_storage
+        state = preflight.read_cluster(run.api, run.config.server, run.namespace, persistent)
         runner.info(f"Kubernetes {state.version}; {preflight.describe_cluster(state.nodes)}")
         preflight.raise_for_rbac(
-            preflight.missing_permissions(state.allowed), run.namespace, f"user {run.config.context!r}"
+            preflight.missing_permissions(state.allowed, preflight.needed(persistent)),
+            run.namespace,
+            f"user {run.config.context!r}",
         )
         if state.namespace_exists is False:
             raise KubebuildxError(

@@ -38,6 +38,9 @@ class Permission:
         return f"{self.verb} {res}"
 
 
+LIST_NODES = Permission(
+    "list", "nodes", namespaced=False, why="kubebuildx finds the nodes of each architecture"
+)
 # What buildx's kubernetes driver (v0.36.1 driver/kubernetes) and kubebuildx do.
 # deploy/rbac.yaml grants exactly these (tests/unit/test_preflight.py checks).
 REQUIRED: tuple[Permission, ...] = (
@@ -45,13 +48,19 @@ REQUIRED: tuple[Permission, ...] = (
     Permission("create", "deployments", "apps", why="buildx boots the builder"),
     Permission("delete", "deployments", "apps", why="cleanup removes the builder"),
     Permission("list", "pods", why="buildx picks a running builder pod"),
-    Permission("get", "pods", why="kubebuildx explains pods that do not start"),
     Permission("create", "pods", subresource="exec", why="buildx talks to BuildKit through exec"),
     Permission("get", "pods", subresource="exec", why="kubebuildx asks each BuildKit which CPU it runs on"),
     Permission("create", "configmaps", why="buildx stores the BuildKit config"),
     Permission("update", "configmaps", why="buildx updates the BuildKit config"),
     Permission("delete", "configmaps", why="cleanup removes the BuildKit config"),
-    Permission("list", "nodes", namespaced=False, why="kubebuildx finds the nodes of each architecture"),
+    LIST_NODES,
+)
+# Only with driver-opts persistent-volume-claim.requests.storage: buildx then keeps
+# the builder as a StatefulSet (deploy/rbac.yaml has this rule commented out).
+PERSISTENT: tuple[Permission, ...] = (
+    Permission("get", "statefulsets", "apps", why="buildx checks whether a persistent builder exists"),
+    Permission("create", "statefulsets", "apps", why="buildx boots a builder with a persistent volume"),
+    Permission("delete", "statefulsets", "apps", why="cleanup removes a persistent builder"),
 )
 OPTIONAL: tuple[Permission, ...] = (
     Permission("list", "events", why="kubebuildx quotes scheduling events when pods do not start"),
@@ -270,8 +279,14 @@ def decide(
     return native, {c.platform: host for c in failing}
 
 
-def missing_permissions(allowed: Mapping[Permission, bool]) -> tuple[Permission, ...]:
-    return tuple(p for p in REQUIRED if not allowed.get(p, False))
+def needed(persistent: bool) -> tuple[Permission, ...]:
+    return (*REQUIRED, *PERSISTENT) if persistent else REQUIRED
+
+
+def missing_permissions(
+    allowed: Mapping[Permission, bool], wanted: Sequence[Permission] = REQUIRED
+) -> tuple[Permission, ...]:
+    return tuple(p for p in wanted if not allowed.get(p, False))
 
 
 def raise_for_rbac(missing: Sequence[Permission], namespace: str, user: str) -> None:
@@ -283,7 +298,12 @@ def raise_for_rbac(missing: Sequence[Permission], namespace: str, user: str) -> 
     raise ClusterError(
         f"{user or 'the kubeconfig user'} lacks permissions kubebuildx needs:\n  {lines}",
         hint=f"apply the Role and ClusterRole in {RBAC_MANIFEST} (edit its namespace and subject), "
-        f"e.g. kubectl apply -f {RBAC_MANIFEST}",
+        f"e.g. kubectl apply -f {RBAC_MANIFEST}"
+        + (
+            "; for a persistent builder, uncomment its statefulsets rule"
+            if any(p in PERSISTENT for p in missing)
+            else ""
+        ),
     )
 
 
@@ -311,10 +331,10 @@ class ClusterState:
     version: str
 
 
-def read_cluster(api: Any, server: str, namespace: str) -> ClusterState:
+def read_cluster(api: Any, server: str, namespace: str, persistent: bool = False) -> ClusterState:
     status, version = kube.request(api, "GET", "/version", server, "reading the server version")
     allowed: dict[Permission, bool] = {}
-    for perm in (*REQUIRED, *OPTIONAL):
+    for perm in (*needed(persistent), *OPTIONAL):
         status, review = kube.request(
             api,
             "POST",
@@ -325,7 +345,7 @@ def read_cluster(api: Any, server: str, namespace: str) -> ClusterState:
         )
         allowed[perm] = bool(status == 201 and (review or {}).get("status", {}).get("allowed"))
     nodes: tuple[NodeInfo, ...] = ()
-    if allowed[REQUIRED[-1]]:
+    if allowed[LIST_NODES]:
         status, body = kube.request(api, "GET", "/api/v1/nodes", server, "listing nodes")
         if status == 200:
             nodes = tuple(node_info(n) for n in body.get("items", []))

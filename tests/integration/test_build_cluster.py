@@ -321,3 +321,23 @@ def test_qemu_fallback_emulates_a_platform_no_node_serves_and_says_so(
     out = home / "tmp" / "kubebuildx" / "kbx-it-emulated" / "out"
     assert (out / "linux_riscv64" / "hello.txt").read_text() == "hello\n"
     assert (out / "linux_arm64" / "hello.txt").read_text() == "hello\n"
+
+
+def test_a_persistent_builder_without_statefulset_rbac_fails_in_preflight(
+    cenv: dict[str, str], home: Path
+) -> None:
+    run = kubebuildx(
+        [
+            "preflight",
+            *common(cenv, cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]),
+            "--platforms",
+            "linux/arm64",
+            "--driver-opts",
+            "persistent-volume-claim.requests.storage=1Gi",
+        ],
+        cenv,
+        home,
+        timeout=60,
+    )
+    assert run.proc.returncode == 4, run.text
+    assert "create statefulsets.apps" in run.text and "uncomment its statefulsets rule" in run.text

@@ -388,3 +388,18 @@ def test_rbac_manifest_grants_nothing_beyond_what_kubebuildx_checks() -> None:
         if (v, g, r, s, ns) not in known
     )
     assert extra == []
+
+
+def test_a_persistent_builder_needs_statefulsets_and_says_where_to_grant_them() -> None:
+    inputs = parse_inputs({"driver-opts": "linux/arm64:persistent-volume-claim.requests.storage=20Gi",
+                           "platforms": "linux/arm64"})  # fmt: skip
+    assert inputs.persistent_storage and not parse_inputs({}).persistent_storage
+    wanted = preflight.needed(inputs.persistent_storage)
+    allowed = {p: True for p in preflight.REQUIRED}
+    missing = preflight.missing_permissions(allowed, wanted)
+    assert [str(p) for p in missing] == [
+        "get statefulsets.apps", "create statefulsets.apps", "delete statefulsets.apps"
+    ]  # fmt: skip
+    with pytest.raises(ClusterError) as exc:
+        preflight.raise_for_rbac(missing, "buildkit", "user 'ci'")
+    assert "uncomment its statefulsets rule" in str(exc.value)
