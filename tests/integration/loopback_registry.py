@@ -9,9 +9,11 @@ holds rather than what kubebuildx says it pushed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import io
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ class Registry:
     user: str = ""
     password: str = field(default="", repr=False)
     proc: subprocess.Popen[bytes] | None = None
+    netns: str = ""  # run inside this network namespace (a test host), not on this machine's loopback
 
     def start(self) -> Registry:
         host, _, port = self.address.rpartition(":")
@@ -79,8 +83,9 @@ class Registry:
             config["auth"] = {"htpasswd": {"realm": "kubebuildx-tests", "path": str(htpasswd)}}
         (self.root / "config.yml").write_text(json.dumps(config))  # JSON is YAML
         log = (self.root / "registry.log").open("wb")
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            ["docker-registry", "serve", str(self.root / "config.yml")], stdout=log, stderr=log
+            [*inside, "docker-registry", "serve", str(self.root / "config.yml")], stdout=log, stderr=log
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -211,15 +216,37 @@ class Registry:
         return None
 
 
-def non_loopback_ipv4() -> str:
-    """This machine's address on its first interface, or "" (plain HTTP there needs configuring)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent for a UDP connect
-            address = str(s.getsockname()[0])
-        except OSError:
-            return ""
-    return "" if address.startswith("127.") else address
+@contextlib.contextmanager
+def test_host() -> Iterator[str]:
+    """A test host of our own: a network namespace joined to this machine by a veth
+    pair, so a registry there is not on loopback (buildx then wants plain HTTP
+    configured) and no traffic leaves the machine. Yields the host's address."""
+    tag = secrets.token_hex(3)
+    ns, here, there = f"kbx-reg-{tag}", f"kbxh{tag}", f"kbxn{tag}"
+    net = f"10.213.{secrets.randbelow(200) + 20}"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", here, "type", "veth", "peer", "name", there)
+        ip("link", "set", there, "netns", ns)
+        ip("addr", "add", f"{net}.1/30", "dev", here)
+        ip("link", "set", here, "up")
+        ip("netns", "exec", ns, "ip", "addr", "add", f"{net}.2/30", "dev", there)
+        ip("netns", "exec", ns, "ip", "link", "set", there, "up")
+        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        yield ns
+    finally:
+        subprocess.run(["ip", "link", "del", here], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def test_host_address(ns: str) -> str:
+    out = subprocess.run(["ip", "netns", "exec", ns, "ip", "-4", "-o", "addr", "show", "scope", "global"],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return out.split()[3].split("/")[0]
 
 
 def platform_of(descriptor: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ from cluster_helpers import (
     kubebuildx,
     read_file_commands,
 )
-from loopback_registry import Registry, free_loopback_port, images_of, non_loopback_ipv4
+from loopback_registry import Registry, free_loopback_port, images_of
 
 pytestmark = [pytest.mark.cluster, pytest.mark.registry]
 
@@ -373,28 +373,33 @@ def test_wrong_credentials_fail_clearly_and_leak_nothing(
 
 
 def test_merge_takes_registry_settings_from_the_buildkit_config(cenv: dict[str, str], tmp_path: Path) -> None:
-    """A plain-HTTP registry off loopback: imagetools reads `[registry."host"] http = true` only from a
+    """A plain-HTTP registry off loopback (on a test host of our own, in a network namespace):
+    imagetools reads `[registry."host"] http = true` only from a
     builder's buildkitd.toml, so merge carries buildkitd-config-inline in a builder of its own."""
-    address = non_loopback_ipv4()
-    if not address:
-        pytest.skip("this machine has no non-loopback IPv4 address")
     loopback_registry.install()
-    reg = Registry(tmp_path / "registry", f"{address}:{free_loopback_port()}").start()
-    try:
-        repo = "insecure"
-        digests = [reg.put_image(repo, "linux", arch) for arch in ("amd64", "arm64")]
-        args = ["merge", *digests, "--image", f"{reg.address}/{repo}", "--tags", f"{reg.address}/{repo}:1",
-                "--platforms", ",".join(PLATFORMS)]  # fmt: skip
-        refused = kubebuildx(args, cenv, tmp_path / "a", timeout=120)
-        assert refused.proc.returncode == 8, refused.text
-        assert "HTTP response to HTTPS client" in refused.text
-        config = f'[registry."{reg.address}"]\n  http = true\n'
-        run = kubebuildx([*args, "--buildkitd-config-inline", config], cenv, tmp_path / "b", timeout=120)
-        assert run.proc.returncode == 0, run.text
-        index, _ = reg.manifest(repo, "1")
-        assert images_of(index) == dict(zip(PLATFORMS, digests, strict=True))
-    finally:
-        reg.stop()
+    with loopback_registry.test_host() as ns:
+        reg = Registry(
+            tmp_path / "registry", f"{loopback_registry.test_host_address(ns)}:5000", netns=ns
+        ).start()
+        try:
+            _merge_needs_the_http_setting(cenv, tmp_path, reg)
+        finally:
+            reg.stop()
+
+
+def _merge_needs_the_http_setting(cenv: dict[str, str], tmp_path: Path, reg: Registry) -> None:
+    repo = "insecure"
+    digests = [reg.put_image(repo, "linux", arch) for arch in ("amd64", "arm64")]
+    args = ["merge", *digests, "--image", f"{reg.address}/{repo}", "--tags", f"{reg.address}/{repo}:1",
+            "--platforms", ",".join(PLATFORMS)]  # fmt: skip
+    refused = kubebuildx(args, cenv, tmp_path / "a", timeout=120)
+    assert refused.proc.returncode == 8, refused.text
+    assert "HTTP response to HTTPS client" in refused.text
+    config = f'[registry."{reg.address}"]\n  http = true\n'
+    run = kubebuildx([*args, "--buildkitd-config-inline", config], cenv, tmp_path / "b", timeout=120)
+    assert run.proc.returncode == 0, run.text
+    index, _ = reg.manifest(repo, "1")
+    assert images_of(index) == dict(zip(PLATFORMS, digests, strict=True))
 
 
 def test_a_docker_config_secret_logs_in_like_username_and_password(
