@@ -568,7 +568,31 @@ def parse_inputs(raw: Mapping[str, str]) -> Inputs:
 
     inputs = Inputs(**values)  # type: ignore[arg-type]
     _check_combinations(inputs)
+    if inputs.mode != "merge":
+        _check_files(inputs)
     return inputs
+
+
+_REMOTE_CONTEXT = re.compile(r"^(https?://|git@|git://|ssh://)|^-$")
+
+
+def _check_files(inputs: Inputs) -> None:
+    """Local paths the build will read, checked now rather than after the builder booted."""
+    if not _REMOTE_CONTEXT.match(inputs.context):
+        if not Path(inputs.context).is_dir():
+            raise InputError(
+                f"context {inputs.context!r} is not a folder",
+                hint="give a folder relative to the workspace (check out the repository first), or a Git URL",
+            )
+        if inputs.file and not Path(inputs.file).is_file():
+            raise InputError(
+                f"file {inputs.file!r} does not exist",
+                hint="the Dockerfile path is relative to the workspace, not to the context",
+            )
+    for item in inputs.secret_files:
+        key, _, src = item.partition("=")
+        if not Path(src).is_file():
+            raise InputError(f"secret-files: {src!r} (for {key}) does not exist")
 
 
 def _check_combinations(inputs: Inputs) -> None:

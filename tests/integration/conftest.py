@@ -29,8 +29,27 @@ def cluster() -> Cluster:
         pytest.fail("the proving ground is down: run scripts/cluster up (see scripts/cluster status)")
     found = read_cluster(info)
     # The daemons run; ask the API itself, so that a wedged apiserver fails here and not mid-test.
-    nodes = found.core_v1().list_node().items
+    nodes = found.core_v1().list_node(_request_timeout=30).items
     missing = set(found.nodes.values()) - {n.metadata.name for n in nodes}
     if missing:
         pytest.fail(f"the proving ground has no node {sorted(missing)}: run scripts/cluster up")
     return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_proving_ground() -> None:
+    """Start from a clean ground. etcd keeps what a session stopped mid-test left behind
+    (a fault taint, builder Deployments), across `down` and `up`; without this, every
+    later run would fail its arm64 preflight on a taint nobody meant to keep."""
+    out = subprocess.run([str(SCRIPTS_CLUSTER), "env", "--json"], capture_output=True, text=True, check=False)
+    if out.returncode != 0 or not json.loads(out.stdout).get("running"):
+        return  # tests that need the cluster fail through the `cluster` fixture
+    found = read_cluster(json.loads(out.stdout))
+    core, apps = found.core_v1(), found.apps_v1()
+    for node in core.list_node(_request_timeout=30).items:
+        taints = node.spec.taints or []
+        kept = [t for t in taints if t.key.startswith("node.kubernetes.io/")]
+        if len(kept) != len(taints):
+            core.patch_node(node.metadata.name, {"spec": {"taints": kept or None}})
+    for deployment in apps.list_namespaced_deployment(found.namespace, _request_timeout=30).items:
+        apps.delete_namespaced_deployment(deployment.metadata.name, found.namespace)

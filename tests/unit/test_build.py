@@ -12,6 +12,17 @@ from kubebuildx.errors import InputError
 from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
 
+
+@pytest.fixture(autouse=True)
+def _workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contexts and Dockerfiles the tables name exist, as in a checked-out workspace."""
+    for folder in ("app", "ctx"):
+        (tmp_path / folder).mkdir()
+    for file in ("app/Dockerfile.ci", "ctx/Dockerfile", "Dockerfile"):
+        (tmp_path / file).write_text("FROM scratch\n")
+    monkeypatch.chdir(tmp_path)
+
+
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64")
 PATHS = build.BuildPaths(Path("/w/metadata.json"), Path("/w/out"))
@@ -363,10 +374,9 @@ def test_secrets_are_passed_as_files_and_envs(tmp_path: Path) -> None:
     assert build.secret_env_args(inputs) == ["--secret", "id=tok,env=TOKEN"]
 
 
-def test_missing_secret_file_is_an_input_error(tmp_path: Path) -> None:
-    inputs = parse_inputs({"secret-files": f"npmrc={tmp_path / 'nope'}"})
+def test_missing_secret_file_is_an_input_error_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="secret-files"):
-        build.argv(inputs, builder="b", platforms=(AMD64,), paths=PATHS)
+        parse_inputs({"secret-files": f"npmrc={tmp_path / 'nope'}"})
 
 
 def test_push_without_tags_or_image_is_an_input_error() -> None:

@@ -55,13 +55,14 @@ def test_a_stalled_block_times_out_and_is_retried(
 ) -> None:
     from kubebuildx.artifacts import blob
 
-    monkeypatch.setattr(blob, "TIMEOUT", (5.0, 0.5))
+    # read timeout well under the stall, well over a loaded machine's answer time for a block
+    monkeypatch.setattr(blob, "TIMEOUT", (5.0, 2.0))
     through_proxy(service, fault_proxy)
     fault_proxy.plan.rules["block1"] = ["stall"]
     src = tree(tmp_path / "src", megabytes=6)
     uploaded = upload_artifact(src, UploadOptions(name="stalled", compression_level=0))
     assert uploaded is not None
-    assert [t for t, _ in fault_proxy.plan.seen].count("block1") == 2
+    assert [t for t, _ in fault_proxy.plan.seen].count("block1") >= 2  # stalled once, then retried
     assert service.service.methods_called() == ["CreateArtifact", "FinalizeArtifact"]
 
 
