@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from kubebuildx.builder import BuilderSpec
+from kubebuildx.files import atomic_write
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -83,19 +83,6 @@ def buildx_dir(env: dict[str, str] | None = None) -> Path:
     if env.get("DOCKER_CONFIG"):
         return Path(env["DOCKER_CONFIG"]) / "buildx"
     return Path(env.get("HOME", str(Path.home()))) / ".docker" / "buildx"
-
-
-def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write(spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool = True) -> Path:

@@ -11,7 +11,6 @@ import base64
 import binascii
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 
 from kubebuildx import runner
 from kubebuildx.errors import KubeconfigError
+from kubebuildx.files import atomic_write
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _SECRET_USER_KEYS = ("token", "client-key-data", "client-certificate-data", "password")
@@ -108,17 +108,23 @@ def absolutize(text: str, base_dir: Path) -> str:
     if not isinstance(doc, dict):
         return text
     changed = False
-    for kind, keys in _FILE_KEYS.items():
+    for kind in _FILE_KEYS:
         for entry in doc.get(kind + "s") or []:
             body = entry.get(kind) if isinstance(entry, dict) else None
-            if not isinstance(body, dict):
-                continue
-            for key in keys:
-                value = body.get(key)
-                if isinstance(value, str) and value and not Path(value).is_absolute():
-                    body[key] = str(base_dir / value)
-                    changed = True
+            if isinstance(body, dict):
+                changed = _make_absolute(body, kind, base_dir) or changed
     return yaml.safe_dump(doc, sort_keys=False) if changed else text
+
+
+def _make_absolute(body: dict[str, Any], kind: str, base_dir: Path) -> bool:
+    """Rewrite ``body``'s relative file paths against ``base_dir``; True if any was."""
+    changed = False
+    for key in _FILE_KEYS[kind]:
+        value = body.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            body[key] = str(base_dir / value)
+            changed = True
+    return changed
 
 
 def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kubeconfig:
@@ -195,11 +201,9 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
             "where kubebuildx runs (the action image has none). A service-account token is simpler.",
         )
 
-    base = base_dir or Path.cwd()
     for kind, body in (("cluster", cluster), ("user", user)):
+        _make_absolute(body, kind, base_dir or Path.cwd())
         for key in _FILE_KEYS[kind]:
-            if isinstance(body.get(key), str) and not Path(body[key]).is_absolute():
-                body[key] = str(base / body[key])
             if isinstance(body.get(key), str) and not Path(body[key]).exists():
                 raise KubeconfigError(
                     f"{kind} {key} file {body[key]!r} does not exist",
@@ -263,15 +267,6 @@ def in_cluster(env: Mapping[str, str] | None = None, sa_dir: Path = IN_CLUSTER_D
 
 def write(config: Kubeconfig, directory: Path) -> Path:
     """Write atomically with mode 0600 (created so, never widened)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / "kubeconfig"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubeconfig-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(config.to_yaml())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, config.to_yaml())
     return path

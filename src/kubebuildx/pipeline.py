@@ -24,6 +24,7 @@ from kubebuildx import (
     build,
     builder,
     cmd,
+    files,
     instance,
     kube,
     kubeconfig,
@@ -331,7 +332,7 @@ def _write_secrets(run: Run) -> tuple[tuple[str, Path], ...]:
         key, _, value = item.partition("=")
         runner.mask(value)
         path = folder / key.replace("/", "_")
-        instance.atomic_write(path, value)
+        files.atomic_write(path, value)
         out.append((key, path))
     return tuple(out)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from kubebuildx import instance, runner
+from kubebuildx import files, runner
 from kubebuildx.errors import InputError, RegistryError
 
 DOCKER_HUB = "docker.io"
@@ -162,7 +162,7 @@ def write_config(
     folder = workdir / CONFIG_DIR
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
-    instance.atomic_write(folder / "config.json", config_json(creds, auths), mode=0o600)
+    files.atomic_write(folder / "config.json", config_json(creds, auths), mode=0o600)
     return folder
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kubebuildx import instance
+from kubebuildx import files, instance
 from kubebuildx.builder import BuilderSpec, plan
 from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
@@ -182,7 +182,7 @@ def test_write_replaces_and_never_widens(tmp_path: Path) -> None:
 def test_atomic_write_under_a_restrictive_umask(tmp_path: Path) -> None:
     old = os.umask(0o077)
     try:
-        instance.atomic_write(tmp_path / "d" / "f", "x", mode=0o600)
+        files.atomic_write(tmp_path / "d" / "f", "x", mode=0o600)
     finally:
         os.umask(old)
     assert _mode(tmp_path / "d" / "f") == 0o600
@@ -195,7 +195,7 @@ def test_atomic_write_failure_leaves_no_temp_file(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(Path, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
-        instance.atomic_write(tmp_path / "f", "x")
+        files.atomic_write(tmp_path / "f", "x")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -209,7 +209,7 @@ def test_remove_forgets_the_builder(tmp_path: Path) -> None:
 
 def test_remove_keeps_another_current_builder(tmp_path: Path) -> None:
     instance.write(two_node(), "/tmp/k", tmp_path)
-    instance.atomic_write(tmp_path / "current", instance.current_json("other"))
+    files.atomic_write(tmp_path / "current", instance.current_json("other"))
     instance.remove("kbx-demo", tmp_path)
     assert json.loads((tmp_path / "current").read_text())["Name"] == "other"
 
