@@ -12,7 +12,6 @@ with --no-cache and reads the per-platform step timings it reports.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
@@ -20,36 +19,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from overhead import ROOT, cluster_env
+from overhead import ROOT, build_command, cluster_env
 
 CONTEXT = ROOT / "benchmarks" / "contexts" / "cpu"
 
 
 def one_run(cenv: dict[str, str], work: Path, index: int) -> dict[str, float]:
-    env = {
-        **os.environ,
-        "DOCKER_CONFIG": str(work / "docker"),
-        "KUBEBUILDX_TEMP": str(work),
-        "PATH": f"{cenv['KUBEBUILDX_BIN']}:{os.environ['PATH']}",
-    }
-    for key in ("GITHUB_ACTIONS", "BUILDX_CONFIG", "KUBECONFIG"):
-        env.pop(key, None)
-    argv = [
-        str(ROOT / ".venv" / "bin" / "kubebuildx"),
-        "build",
-        str(CONTEXT),
-        "--kubeconfig",
-        cenv["KUBEBUILDX_KUBECONFIG_ADMIN"],
-        "--namespace",
-        cenv["KUBEBUILDX_NAMESPACE"],
-        "--builder",
-        f"kbx-emul-{index}",
-        "--platforms",
-        "linux/amd64,linux/arm64",
-        "--no-cache",
-        "--build-contexts",
-        cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
-    ]
+    argv, env = build_command(cenv, work, CONTEXT, f"kbx-emul-{index}")
+    argv.append("--no-cache")
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"run {index} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")

@@ -39,11 +39,12 @@ def cluster_env() -> dict[str, str]:
     return env
 
 
-def one_run(cenv: dict[str, str], index: int, work: Path) -> dict[str, float]:
-    trace = work / f"trace-{index}.json"
+def build_command(
+    cenv: dict[str, str], work: Path, context: Path, builder: str
+) -> tuple[list[str], dict[str, str]]:
+    """`kubebuildx build` of ``context`` for both platforms, as a user runs it, with its store in ``work``."""
     env = {
         **os.environ,
-        "KUBEBUILDX_TRACE": str(trace),
         "DOCKER_CONFIG": str(work / "docker"),
         "KUBEBUILDX_TEMP": str(work),
         "PATH": f"{cenv['KUBEBUILDX_BIN']}:{os.environ['PATH']}",
@@ -51,20 +52,18 @@ def one_run(cenv: dict[str, str], index: int, work: Path) -> dict[str, float]:
     for key in ("GITHUB_ACTIONS", "BUILDX_CONFIG", "KUBECONFIG"):
         env.pop(key, None)
     argv = [
-        str(ROOT / ".venv" / "bin" / "kubebuildx"),
-        "build",
-        str(CONTEXT),
-        "--kubeconfig",
-        cenv["KUBEBUILDX_KUBECONFIG_ADMIN"],
-        "--namespace",
-        cenv["KUBEBUILDX_NAMESPACE"],
-        "--builder",
-        f"kbx-bench-{index}",
-        "--platforms",
-        "linux/amd64,linux/arm64",
-        "--build-contexts",
-        cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
-    ]
+        str(ROOT / ".venv" / "bin" / "kubebuildx"), "build", str(context),
+        "--kubeconfig", cenv["KUBEBUILDX_KUBECONFIG_ADMIN"], "--namespace", cenv["KUBEBUILDX_NAMESPACE"],
+        "--builder", builder, "--platforms", "linux/amd64,linux/arm64",
+        "--build-contexts", cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
+    ]  # fmt: skip
+    return argv, env
+
+
+def one_run(cenv: dict[str, str], index: int, work: Path) -> dict[str, float]:
+    trace = work / f"trace-{index}.json"
+    argv, env = build_command(cenv, work, CONTEXT, f"kbx-bench-{index}")
+    env["KUBEBUILDX_TRACE"] = str(trace)
     spawned = time.time()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
