@@ -36,6 +36,8 @@ def cluster_env() -> dict[str, str]:
         if len(words) == 2 and words[0] == "export":
             key, _, value = words[1].partition("=")
             env[key] = value
+    if "KUBEBUILDX_KUBECONFIG_ADMIN" not in env:
+        sys.exit("the cluster is not up: run scripts/cluster up")
     return env
 
 
@@ -88,8 +90,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     cenv = cluster_env()
-    if "KUBEBUILDX_KUBECONFIG_ADMIN" not in cenv:
-        sys.exit("the cluster is not up: run scripts/cluster up")
     with tempfile.TemporaryDirectory(prefix="kbx-bench-") as tmp:
         results = [one_run(cenv, i, Path(tmp)) for i in range(args.runs)]
     keys = list(results[0])

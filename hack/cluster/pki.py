@@ -29,65 +29,34 @@ def _subject(common_name: str, organization: str | None) -> str:
     return (f"/O={organization}" if organization else "") + f"/CN={common_name}"
 
 
-def make_ca(directory: Path, name: str, common_name: str) -> None:
-    key, crt = directory / f"{name}.key", directory / f"{name}.crt"
+def _self_or_ca_signed(key: Path, crt: Path, subject: str, extra: list[str]) -> None:
+    """One `openssl req -x509 -new` with a fresh EC key; ``extra`` adds the CA and extensions."""
     if crt.exists() and key.exists():
         return
     run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-new",
-            *EC_KEY,
-            "-keyout",
-            str(key),
-            "-out",
-            str(crt),
-            "-subj",
-            _subject(common_name, None),
-            "-days",
-            DAYS,
-        ],
+        ["openssl", "req", "-x509", "-new", *EC_KEY, "-keyout", str(key), "-out", str(crt),
+         "-subj", subject, "-days", DAYS, *extra],
         quiet=True,
-    )
+    )  # fmt: skip
     key.chmod(0o600)
+
+
+def make_ca(directory: Path, name: str, common_name: str) -> None:
+    _self_or_ca_signed(directory / f"{name}.key", directory / f"{name}.crt", _subject(common_name, None), [])
 
 
 def make_leaf(directory: Path, ca: str, leaf: Leaf) -> None:
-    key, crt = directory / f"{leaf.name}.key", directory / f"{leaf.name}.crt"
-    if crt.exists() and key.exists():
-        return
     usages = [u for u, on in (("serverAuth", leaf.server), ("clientAuth", leaf.client)) if on]
-    argv = [
-        "openssl",
-        "req",
-        "-x509",
-        "-new",
-        *EC_KEY,
-        "-keyout",
-        str(key),
-        "-out",
-        str(crt),
-        "-subj",
-        _subject(leaf.common_name, leaf.organization),
-        "-days",
-        DAYS,
-        "-CA",
-        str(directory / f"{ca}.crt"),
-        "-CAkey",
-        str(directory / f"{ca}.key"),
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-        "-addext",
-        "keyUsage=critical,digitalSignature,keyEncipherment",
-        "-addext",
-        "extendedKeyUsage=" + ",".join(usages),
-    ]
+    extra = [
+        "-CA", str(directory / f"{ca}.crt"), "-CAkey", str(directory / f"{ca}.key"),
+        "-addext", "basicConstraints=critical,CA:FALSE",
+        "-addext", "keyUsage=critical,digitalSignature,keyEncipherment",
+        "-addext", "extendedKeyUsage=" + ",".join(usages),
+    ]  # fmt: skip
     if leaf.server_names:
-        argv += ["-addext", "subjectAltName=" + ",".join(leaf.server_names)]
-    run(argv, quiet=True)
-    key.chmod(0o600)
+        extra += ["-addext", "subjectAltName=" + ",".join(leaf.server_names)]
+    subject = _subject(leaf.common_name, leaf.organization)
+    _self_or_ca_signed(directory / f"{leaf.name}.key", directory / f"{leaf.name}.crt", subject, extra)
 
 
 def make_service_account_key(directory: Path) -> None:
