@@ -162,7 +162,9 @@ def go_builds(lay: Layout) -> list[GoBuild]:
             "etcd",
             lay.etcd_bin,
             ("etcd",),
-            ("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", "{out}", "go.etcd.io/etcd/server/v3"),
+            # `-o DIR/` would name the binary after the package's last element
+            # ("server", v3 being a major-version suffix), so name it outright.
+            ("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", "{out}etcd", "go.etcd.io/etcd/server/v3"),
             cwd=L.GOMOD / "etcd",
         ),
         GoBuild(
