@@ -3,6 +3,7 @@
   etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler   (Kubernetes, loopback only)
   kwok (one process per node) -> nodes kwok-amd64, kwok-arm64          (pods become Running/Ready)
   buildkitd (one per architecture, on the host)                       (the arm64 one through qemu)
+  dockerd (Debian's docker.io, no bridge, no iptables)                 (builds and runs the action image)
 
 Exec routing: each node has its own kwok process, which serves the kubelet API
 for that node only. Its ClusterExec (no selector: every pod, every namespace)
@@ -19,17 +20,22 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
+import socket
 import ssl
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import images
 import install
 import layout as L
 import pki
@@ -161,6 +167,27 @@ def daemons(lay: Layout) -> list[Daemon]:
                 env={"PATH": f"{lay.buildkit_bin}:/usr/local/bin:/usr/bin:/bin"},
             )
         )  # buildctl dial-stdio
+    result.append(
+        d(
+            "dockerd",
+            [
+                L.DOCKERD,
+                f"--host=unix://{lay.docker_socket}",
+                f"--data-root={lay.docker_root}",
+                f"--exec-root={lay.run / 'docker-exec'}",
+                f"--pidfile={lay.run / 'dockerd.internal.pid'}",
+                # Loopback only: no docker0 bridge and no private-range address, no NAT
+                # rules; every container the tests start uses the host's network.
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                "--log-level=warn",
+            ],
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},  # its containerd, runc and docker-init
+        )
+    )
     return result
 
 
@@ -304,6 +331,46 @@ def buildkitd_ready(lay: Layout, arch: str) -> bool:
     return True
 
 
+def docker_ready(lay: Layout) -> bool:
+    """The engine answers its API on its socket (GET /_ping, as the docker CLI does)."""
+    if not lay.docker_socket.exists():
+        return False
+    with contextlib.closing(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as conn:
+        conn.settimeout(5)
+        conn.connect(str(lay.docker_socket))
+        conn.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        return conn.recv(64).startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
+
+
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def host_addresses() -> dict[str, list[str]]:
+    """Interface name -> its IPv4 addresses, from `ip -4 -o addr`."""
+    found: dict[str, list[str]] = {}
+    for line in run(["ip", "-4", "-o", "addr", "show"], quiet=True).splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "inet":
+            found.setdefault(fields[1], []).append(fields[3].split("/")[0])
+    return found
+
+
+def check_no_private_network(before: dict[str, list[str]]) -> None:
+    """After the engine started: no docker0 and no new private-range address anywhere."""
+    now = host_addresses()
+    if "docker0" in now or Path("/sys/class/net/docker0").exists():
+        raise HarnessError("the Docker engine made a docker0 bridge; it must run with --bridge=none")
+    old = {a for addresses in before.values() for a in addresses}
+    new_private = [
+        f"{name} {address}"
+        for name, addresses in now.items()
+        for address in addresses
+        if address not in old and any(ipaddress.ip_address(address) in n for n in PRIVATE_NETWORKS)
+    ]
+    if new_private:
+        raise HarnessError(f"a private-range address appeared after the engine started: {new_private}")
+
+
 def node_ready(kube: Kube, name: str) -> bool:
     node = kube.get("Node", name)
     conditions = (node or {}).get("status", {}).get("conditions", [])
@@ -323,6 +390,7 @@ def readiness(lay: Layout, kube: Kube) -> dict[str, Callable[[], bool]]:
         ),
         "kube-scheduler": lambda: _insecure_get(f"https://127.0.0.1:{L.SCHEDULER_PORT}/healthz"),
     }
+    checks["dockerd"] = lambda: docker_ready(lay)
     for arch in L.ARCHES:
         checks[f"buildkitd-{arch}"] = lambda arch=arch: buildkitd_ready(lay, arch)  # type: ignore[misc]
         checks[f"kwok-{arch}"] = lambda arch=arch: _insecure_get(  # type: ignore[misc]
@@ -387,6 +455,19 @@ def write_identities(lay: Layout, kube: Kube) -> None:
     _write(lay.kubeconfigs / "bad-ca.yaml", json.dumps(bad_ca, indent=2))
 
 
+def ensure_stand_in_inputs(lay: Layout) -> bool:
+    """The rootfs tars the action image's base stand-ins are made from; True if made now."""
+    return any([images.ensure_rootfs(lay, arch) for arch in L.ARCHES])
+
+
+def ensure_action_images(lay: Layout) -> bool:
+    """Stand-ins for the Dockerfile's FROM images, in the engine and as OCI layouts."""
+    names = images.standins()
+    made = ensure_stand_in_inputs(lay)
+    made = images.ensure_layouts(lay, names) or made
+    return images.ensure_engine_images(lay, names) or made
+
+
 def ensure_base_image(lay: Layout, apt: install.Apt) -> bool:
     """Build the base image layout unless present; True if it was built now."""
     if (lay.base_image / "index.json").exists():
@@ -431,6 +512,7 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
     checks = readiness(lay, kube)
     t0 = time.monotonic()
     started = []
+    addresses_before = host_addresses()
     for daemon in daemons(lay):
         if daemon.name.startswith("buildkitd-") and daemon.pid() is None:
             # A socket left by a daemon that died (or was killed with the session) blocks the
@@ -443,6 +525,8 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
         wait_for(daemon.name, checks[daemon.name], timeout=90, log=daemon.log)
         if daemon.name == "kube-apiserver":
             bootstrap_objects(kube)
+        if daemon.name == "dockerd":
+            check_no_private_network(addresses_before)
     for arch in L.ARCHES:
         wait_for(
             f"node {L.node_name(arch)} Ready",
@@ -457,6 +541,11 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
     if ensure_base_image(lay, apt):
         built.append("base image")
     step("identities and base image", t0)
+
+    t0 = time.monotonic()
+    if ensure_action_images(lay):
+        built.append("action base images")
+    step("stand-ins for the action image's bases (Docker engine and OCI layouts)", t0)
 
     say("")
     say(f"proving ground is up (state {lay.state})")
@@ -479,8 +568,97 @@ def cmd_install(lay: Layout, _args: argparse.Namespace) -> int:
     apt, built = install.ensure_all(lay)
     if ensure_base_image(lay, apt):
         built.append("base image")
+    if ensure_stand_in_inputs(lay):
+        built.append("python rootfs for the action image's base")
     what = ", ".join(built) or "nothing (caches hit)"
     say(f"installed in {time.monotonic() - started_at:.1f}s; built: {what}")
+    return 0
+
+
+def pinned_version(daemon_name: str) -> str:
+    """What `<argv[0]> --version` must print for the daemon of that name."""
+    pins = {
+        "etcd": L.ETCD_VERSION.removeprefix("v"),
+        "kube-": L.KUBERNETES_VERSION,
+        "buildkitd-": L.BUILDKIT_VERSION,
+        "kwok-": L.KWOK_VERSION,
+        "dockerd": L.APT_PACKAGES["docker.io"].split("+")[0],
+    }
+    for prefix, version in pins.items():
+        if daemon_name.startswith(prefix):
+            return str(version)
+    raise HarnessError(f"no pinned version for daemon {daemon_name}; add it to pinned_version()")
+
+
+def tools(lay: Layout) -> dict[str, tuple[Path, str]]:
+    """Binaries the tests and scripts run besides the daemons: path and pinned version."""
+    return {
+        "buildx": (lay.bin / "buildx", L.BUILDX_VERSION),
+        "buildctl": (lay.bin / "buildctl", L.BUILDKIT_VERSION),
+        "act": (lay.act_bin / "act", L.ACT_VERSION.removeprefix("v")),
+    }
+
+
+def check_binaries(lay: Layout) -> list[str]:
+    """Every daemon `up` starts (by its argv[0]) and every tool exists and reports its pin."""
+    wanted = [(d.name, Path(d.argv[0]), pinned_version(d.name)) for d in daemons(lay)]
+    wanted += [(name, path, version) for name, (path, version) in tools(lay).items()]
+    problems, seen = [], set()
+    for name, binary, version in wanted:
+        if binary in seen:
+            continue
+        seen.add(binary)
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            problems.append(f"{name}: {binary} is missing")
+            continue
+        argv = [str(binary), "version"] if name in ("buildx",) else [str(binary), "--version"]
+        try:
+            printed = run(argv, quiet=True)
+        except HarnessError as error:
+            problems.append(f"{name}: {' '.join(argv)} failed: {error}")
+            continue
+        if version not in printed:
+            problems.append(f"{name}: {binary} reports {printed.strip()[:120]!r}, not {version}")
+        else:
+            say(f"  ok  {name:24} {binary} ({version})")
+    return problems
+
+
+def cmd_check_fresh(lay: Layout, args: argparse.Namespace) -> int:
+    """`install` into an empty cache and HOME, with the Go caches kept warm, then check
+    that every binary `up` would start is there and is the pinned version."""
+    go_caches = {name: install.go_env(name) for name in ("GOCACHE", "GOMODCACHE")}
+    with tempfile.TemporaryDirectory(prefix="kubebuildx-fresh-") as scratch:
+        fresh = Layout(cache=Path(scratch) / "cache", state=Path(scratch) / "cache" / "cluster")
+        home = Path(scratch) / "home"
+        home.mkdir()
+        env = {
+            **os.environ,
+            **go_caches,
+            "HOME": str(home),
+            "KUBEBUILDX_CACHE": str(fresh.cache),
+            "KUBEBUILDX_CLUSTER_STATE": str(fresh.state),
+        }
+        env.pop("XDG_CACHE_HOME", None)
+        say(f"install into an empty cache {fresh.cache} and HOME {home} (Go caches: {go_caches})")
+        started_at = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, str(HERE / "cluster.py"), "install"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        seconds = time.monotonic() - started_at
+        if result.returncode != 0:
+            raise HarnessError(
+                f"install into an empty cache failed (exit {result.returncode}) after {seconds:.0f}s"
+            )
+        problems = check_binaries(fresh)
+        if args.keep:
+            shutil.copytree(fresh.cache, args.keep, symlinks=True, dirs_exist_ok=True)
+    if problems:
+        raise HarnessError("a fresh install lacks what `up` starts:\n  " + "\n  ".join(problems))
+    say(f"a fresh install has every binary `up` starts, each at its pin ({seconds:.0f}s)")
     return 0
 
 
@@ -494,6 +672,8 @@ def cmd_down(lay: Layout, args: argparse.Namespace) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
     _unmount_under(lay.state)
+    _unmount_under(lay.docker_root)
+    lay.docker_socket.unlink(missing_ok=True)
     busy = [port for port in _ports() if _listening(port)]
     for arch in L.ARCHES:
         lay.buildkit_socket(arch).unlink(missing_ok=True)
@@ -562,6 +742,14 @@ def environment(lay: Layout) -> dict[str, Any]:
             "build_context_arg": f"{L.BASE_IMAGE_TAG}={lay.base_image_context}",
         },
         "registry": _configured_registry(lay),
+        "docker": {
+            "host": f"unix://{lay.docker_socket}",
+            "cli": L.DOCKER_CLI,
+            "act": str(lay.act_bin / "act"),
+            "job_image": images.JOB_IMAGE,
+            "stand_ins": list(images.standins().names),
+            "stand_in_build_contexts": [images.layout_context(lay, name) for name in images.standins().names],
+        },
         "apiserver": f"https://127.0.0.1:{L.APISERVER_PORT}",
         "versions": {
             "kubernetes": L.KUBERNETES_VERSION,
@@ -569,6 +757,8 @@ def environment(lay: Layout) -> dict[str, Any]:
             "buildkit": L.BUILDKIT_VERSION,
             "kwok": L.KWOK_VERSION,
             "buildx": L.BUILDX_VERSION,
+            "act": L.ACT_VERSION,
+            "docker.io": L.APT_PACKAGES["docker.io"],
         },
     }
 
@@ -598,6 +788,12 @@ def env_lines(info: dict[str, Any]) -> list[str]:
         "KUBEBUILDX_BUILDKIT_HOST_ARM64": info["buildkit_hosts"]["arm64"],
         "KUBEBUILDX_REGISTRY": info["registry"],
         "KUBEBUILDX_CLUSTER_STATE": info["state"],
+        "DOCKER_HOST": info["docker"]["host"],
+        "KUBEBUILDX_DOCKER": info["docker"]["cli"],
+        "KUBEBUILDX_ACT": info["docker"]["act"],
+        "KUBEBUILDX_ACT_JOB_IMAGE": info["docker"]["job_image"],
+        # Newline-separated, as the action's list inputs take them.
+        "KUBEBUILDX_ACTION_BASE_CONTEXTS": "\n".join(info["docker"]["stand_in_build_contexts"]),
     }
     lines = [f"export {k}={_shell_quote(v)}" for k, v in pairs.items()]
     lines.append(f'export PATH={_shell_quote(info["bin"])}:"$PATH"')
@@ -617,8 +813,20 @@ def cmd_env(lay: Layout, args: argparse.Namespace) -> int:
 def cmd_status(lay: Layout, _args: argparse.Namespace) -> int:
     for daemon in daemons(lay):
         pid = daemon.pid()
-        print(f"{daemon.name:24} {'running pid ' + str(pid) if pid else 'stopped':20} {daemon.log}")
+        memory = f"{_rss_mib(pid):7.1f} MiB" if pid else " " * 11
+        print(f"{daemon.name:24} {'running pid ' + str(pid) if pid else 'stopped':20} {memory}  {daemon.log}")
     return 0
+
+
+def _rss_mib(pid: int) -> float:
+    """Resident memory of pid (VmRSS), in MiB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _parse_taint(text: str) -> dict[str, str]:
@@ -690,6 +898,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "install", help="only install and build what is missing (Debian packages, Go binaries, base image)"
     ).set_defaults(func=cmd_install)
+    fresh = sub.add_parser(
+        "check-fresh",
+        help="install into an empty cache and HOME (Go caches kept warm) and check that every "
+        "binary `up` starts is there, at its pinned version",
+    )
+    fresh.add_argument("--keep", type=Path, help="copy the fresh cache there before it is removed")
+    fresh.set_defaults(func=cmd_check_fresh)
     down = sub.add_parser("down", help="stop every process `up` started and free every port")
     down.add_argument(
         "--purge", action="store_true", help="also delete the state folder (certs, etcd data, ...)"
@@ -698,7 +913,9 @@ def parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="print `export VAR=...` lines to use the cluster (eval them)")
     env.add_argument("--json", action="store_true", help="print the same as one JSON object")
     env.set_defaults(func=cmd_env)
-    sub.add_parser("status", help="list the daemons, their pids and logs").set_defaults(func=cmd_status)
+    sub.add_parser("status", help="list the daemons, their pids, memory and logs").set_defaults(
+        func=cmd_status
+    )
     taint = sub.add_parser("taint", help=f"add a taint to NODE (default {FAULT_TAINT})")
     taint.add_argument("node")
     taint.add_argument("taint", nargs="?", default=FAULT_TAINT, help="KEY[=VALUE]:EFFECT")

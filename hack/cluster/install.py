@@ -106,6 +106,7 @@ class GoBuild:
     argv: tuple[str, ...]  # go build/install argv; "{out}" stands for the output folder
     cwd: Path | None = None
     gobin: bool = False  # `go install` writes to GOBIN instead of -o
+    goarch: str | None = None  # cross-compile: `go install` writes to GOPATH/bin/linux_<arch>/
 
     def present(self) -> bool:
         return all((self.directory / b).is_file() for b in self.binaries)
@@ -122,12 +123,27 @@ class GoBuild:
         if self.gobin:
             env["GOBIN"] = str(partial)
             env["GOFLAGS"] = ""
+        if self.goarch:
+            # go refuses GOBIN for a cross-compiled install; it writes under GOPATH instead,
+            # so GOPATH is the output folder and the module cache is named where it already is.
+            env.update(
+                GOOS="linux",
+                GOARCH=self.goarch,
+                CGO_ENABLED="0",
+                GOFLAGS="",
+                GOPATH=str(partial),
+                GOMODCACHE=go_env("GOMODCACHE"),
+            )
         log = logs / f"build-{self.name}.log"
         say(f"building {self.name} into {self.directory} (log {log}); this takes minutes on a cold cache")
         run(argv, cwd=self.cwd, env=env, log=log)
         shutil.rmtree(self.directory, ignore_errors=True)
         partial.rename(self.directory)
         return True
+
+
+def go_env(name: str) -> str:
+    return run(["go", "env", name], quiet=True).strip()
 
 
 def go_builds(lay: Layout) -> list[GoBuild]:
@@ -212,6 +228,28 @@ def go_builds(lay: Layout) -> list[GoBuild]:
             ),
             gobin=True,
         ),
+        GoBuild(
+            "act",
+            lay.act_bin,
+            ("act",),
+            ("go", "install", "-trimpath", "-ldflags", "-s -w", f"github.com/nektos/act@{L.ACT_VERSION}"),
+            gobin=True,
+        ),
+        # The arm64 /buildx of the docker/buildx-bin stand-in for kubebuildx's own release build.
+        GoBuild(
+            "buildx-arm64",
+            lay.bin_for("buildx-arm64", L.BUILDX_VERSION),
+            ("bin/linux_arm64/buildx",),
+            (
+                "go",
+                "install",
+                "-trimpath",
+                "-ldflags",
+                f"-s -w -X github.com/docker/buildx/version.Version={L.BUILDX_VERSION}",
+                f"github.com/docker/buildx/cmd/buildx@{L.BUILDX_VERSION}",
+            ),
+            goarch="arm64",
+        ),
     ]
 
 
@@ -219,6 +257,8 @@ def link_binaries(lay: Layout) -> None:
     """One bin folder for PATH, plus buildx as the docker CLI plugin."""
     lay.bin.mkdir(parents=True, exist_ok=True)
     for build in go_builds(lay):
+        if build.goarch:
+            continue  # not for this machine's PATH
         for binary in build.binaries:
             _symlink(build.directory / binary, lay.bin / binary)
     _symlink(lay.buildx_bin / "buildx", lay.bin / "docker-buildx")

@@ -20,6 +20,7 @@ ETCD_VERSION = "v3.6.16"
 BUILDKIT_VERSION = "v0.32.2"  # the version github.com/docker/buildx v0.36.1 requires
 KWOK_VERSION = "v0.8.0"
 BUILDX_VERSION = "v0.36.1"
+ACT_VERSION = "v0.2.89"  # github.com/nektos/act, the runner that interprets action.yml and workflows
 
 # Debian packages, pinned to the bookworm versions this was made with.
 APT_PACKAGES = {
@@ -27,7 +28,14 @@ APT_PACKAGES = {
     "qemu-user-static": "1:7.2+dfsg-7+deb12u18+b3",
     "binfmt-support": "2.2.2-2",
     "openssl": None,  # present on the image; only its CLI is used
+    # The action image is built and run by a real Docker engine (Debian's 20.10,
+    # started by `up` with no bridge and no iptables), its base images made by mmdebstrap.
+    "docker.io": "20.10.24+dfsg1-1+deb12u1+b6",
+    "mmdebstrap": "1.3.5-7",
+    "arch-test": "0.20-1",  # mmdebstrap's check that arm64 runs through binfmt
 }
+DOCKERD = "/usr/sbin/dockerd"
+DOCKER_CLI = "/usr/bin/docker"  # Debian's, the engine's own version; /usr/local/bin/docker may shadow it
 BUSYBOX_STATIC_VERSION = "1:1.35.0-4+deb12u1+b1"
 
 ARCHES = ("amd64", "arm64")
@@ -87,6 +95,10 @@ class Layout:
         return self.bin_for("buildx", BUILDX_VERSION)
 
     @property
+    def act_bin(self) -> Path:
+        return self.bin_for("act", ACT_VERSION)
+
+    @property
     def debs(self) -> Path:
         return self.cache / "debs"
 
@@ -121,6 +133,15 @@ class Layout:
 
     def buildkit_socket(self, arch: str) -> Path:
         return self.run / f"buildkitd-{arch}.sock"
+
+    @property
+    def docker_socket(self) -> Path:
+        return self.run / "docker.sock"
+
+    @property
+    def docker_root(self) -> Path:
+        """The engine's images and containers: in the cache, so that `down` keeps the images."""
+        return self.cache / "docker"
 
     @property
     def base_image(self) -> Path:
