@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubebuildx import hostpaths
 from kubebuildx import platforms as plat
 from kubebuildx.errors import InputError
 from kubebuildx.platforms import Platform
@@ -521,8 +522,9 @@ def parse_driver_opts(
     )
 
 
-def parse_inputs(raw: Mapping[str, str]) -> Inputs:
-    """Validate every input; the first problem raises ``InputError``."""
+def parse_inputs(raw: Mapping[str, str], mounts: hostpaths.Mounts | None = None) -> Inputs:
+    """Validate every input; the first problem raises ``InputError``. With ``mounts`` (a
+    runner's container action), host paths in the inputs become the container's paths first."""
     unknown = sorted(set(raw) - INPUT_NAMES)
     if unknown:
         raise InputError(f"unknown input(s): {', '.join(unknown)}", hint="see the inputs table in the README")
@@ -566,7 +568,7 @@ def parse_inputs(raw: Mapping[str, str]) -> Inputs:
     for name in ("build-args", "secrets", "secret-files", "secret-envs", "labels"):
         _key_values(name, lst(name))
 
-    inputs = Inputs(**values)  # type: ignore[arg-type]
+    inputs = hostpaths.apply(Inputs(**values), mounts or hostpaths.Mounts())  # type: ignore[arg-type]
     _check_combinations(inputs)
     if inputs.mode != "merge":
         _check_files(inputs)

@@ -1,0 +1,231 @@
+"""Host paths and the action's container: the mount table, translation, refusal, hand-over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kubebuildx import hostpaths
+from kubebuildx.errors import InputError
+from kubebuildx.hostpaths import Mount, Mounts
+from kubebuildx.inputs import parse_inputs
+
+WORK = "/home/runner/work"
+WS = f"{WORK}/app/app"
+TEMP = f"{WORK}/_temp"
+# What a current runner gives a container action (the runner_temp mount came in v2.317).
+RUNNER_ENV = {
+    "GITHUB_WORKSPACE": "/github/workspace",
+    "RUNNER_WORKSPACE": f"{WORK}/app",
+    "RUNNER_TEMP": "/github/runner_temp",
+    "GITHUB_REPOSITORY": "octo/app",
+    "HOME": "/github/home",
+}
+MOUNTS = hostpaths.mount_table(RUNNER_ENV)
+
+
+def test_the_mount_table_of_a_runner_container_action() -> None:
+    want = Mounts(
+        (
+            Mount(WS, "/github/workspace"),
+            Mount(f"{TEMP}/_runner_file_commands", "/github/file_commands"),
+            Mount(f"{TEMP}/_github_workflow", "/github/workflow"),
+            Mount(f"{TEMP}/_github_home", "/github/home"),
+            Mount(TEMP, "/github/runner_temp"),
+        )
+    )
+    assert want == MOUNTS
+    assert (MOUNTS.workspace, MOUNTS.temp) == (WS, TEMP)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # act: the workspace sits at its host path, RUNNER_TEMP is private to the container
+        {"GITHUB_WORKSPACE": "/home/me/src/app", "RUNNER_WORKSPACE": "/home/me/src", "RUNNER_TEMP": "/tmp"},
+        {"GITHUB_WORKSPACE": "/github/workspace"},  # no RUNNER_WORKSPACE: nothing to derive from
+        {"GITHUB_WORKSPACE": "/github/workspace", "RUNNER_WORKSPACE": "relative"},
+        {},  # the CLI
+    ],
+)
+def test_no_table_outside_a_runner_container_action_and_nothing_changes(env: dict[str, str]) -> None:
+    mounts = hostpaths.mount_table(env)
+    assert not mounts
+    for path in ("/tmp/out", f"{TEMP}/x", "rel/x"):
+        assert hostpaths.locate(path, mounts) == path
+    assert hostpaths.env_paths("KUBECONFIG", "/a:/b", mounts) == ("/a", "/b")
+
+
+def test_an_older_runner_without_the_runner_temp_mount() -> None:
+    mounts = hostpaths.mount_table({**RUNNER_ENV, "RUNNER_TEMP": TEMP})
+    assert mounts.temp == ""
+    assert hostpaths.locate(f"{TEMP}/_github_home/x", mounts) == "/github/home/x"
+    assert hostpaths.locate(f"{TEMP}/x", mounts) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "container"),
+    [
+        (WS, "/github/workspace"),
+        (f"{WS}/dist", "/github/workspace/dist"),
+        (f"{TEMP}/kube/config", "/github/runner_temp/kube/config"),
+        (f"{TEMP}/_github_home/.docker", "/github/home/.docker"),  # the deeper mount wins
+        (f"{TEMP}/_runner_file_commands/set_output_1", "/github/file_commands/set_output_1"),
+        ("/github/runner_temp/x", "/github/runner_temp/x"),  # already the container's
+        ("out", "out"),  # relative to the workspace, the container's --workdir
+        (f"{TEMP}2/x", None),  # a sibling of a mount is not under it
+        (f"{WORK}/_tool/x", None),
+        (f"{WORK}/app/other", None),  # RUNNER_WORKSPACE itself is not mounted
+        ("/tmp/out", None),
+        ("/github/workspace2", None),
+    ],
+)
+def test_locate(path: str, container: str | None) -> None:
+    assert hostpaths.locate(path, MOUNTS) == container
+
+
+def test_to_host_is_the_way_back() -> None:
+    assert hostpaths.to_host("/github/runner_temp/kubebuildx/b/out", MOUNTS) == f"{TEMP}/kubebuildx/b/out"
+    assert hostpaths.to_host("/github/home/x", MOUNTS) == f"{TEMP}/_github_home/x"
+    assert hostpaths.to_host("", MOUNTS) == ""
+    assert hostpaths.to_host("/elsewhere", MOUNTS) == "/elsewhere"
+
+
+@pytest.mark.parametrize(
+    ("name", "item", "want"),
+    [
+        ("outputs", f"type=local,dest={TEMP}/out", "type=local,dest=/github/runner_temp/out"),
+        ("outputs", f"type=tar,dest={WS}/a.tar", "type=tar,dest=/github/workspace/a.tar"),
+        ("outputs", f"dest={TEMP}/out,type=oci", "dest=/github/runner_temp/out,type=oci"),
+        ("outputs", f"{TEMP}/out", "/github/runner_temp/out"),  # buildx: a bare value is a local dest
+        ("outputs", "type=registry,name=/tmp/not-a-path", "type=registry,name=/tmp/not-a-path"),
+        ("outputs", "type=tar,dest=-", "type=tar,dest=-"),
+        ("cache-to", f"type=local,dest={TEMP}/c,mode=max", "type=local,dest=/github/runner_temp/c,mode=max"),
+        ("cache-to", "type=registry,ref=r/x:cache", "type=registry,ref=r/x:cache"),
+        ("cache-from", f"type=local,src={WS}/.cache", "type=local,src=/github/workspace/.cache"),
+    ],
+)  # fmt: skip
+def test_list_items_with_a_local_destination(name: str, item: str, want: str) -> None:
+    key = "src" if name == "cache-from" else "dest"
+    assert hostpaths._fields(name, item, key, MOUNTS, writes=name != "cache-from") == want
+
+
+@pytest.mark.parametrize(
+    ("item", "want"),
+    [
+        (f"base={WS}/base", "base=/github/workspace/base"),
+        (f"busybox=oci-layout://{WS}/l:busybox", "busybox=oci-layout:///github/workspace/l:busybox"),
+        (f"b=oci-layout://{TEMP}/l@sha256:ab", "b=oci-layout:///github/runner_temp/l@sha256:ab"),
+        ("alpine=docker-image://alpine:3", "alpine=docker-image://alpine:3"),
+        ("src=https://github.com/o/r.git", "src=https://github.com/o/r.git"),
+        ("t=target:base", "t=target:base"),
+        ("rel=./lib", "rel=./lib"),
+    ],
+)
+def test_build_contexts(item: str, want: str) -> None:
+    assert hostpaths.build_context(item, MOUNTS) == want
+
+
+@pytest.mark.parametrize(
+    ("raw", "named", "says"),
+    [
+        ({"secret-files": "id=/home/runner/.ssh/key"}, "secret-files", "does not have it"),
+        ({"outputs": "type=local,dest=/tmp/out"}, "outputs", "vanish when the step ends"),
+        ({"cache-to": f"type=local,dest={WORK}/cache"}, "cache-to", "vanish when the step ends"),
+        ({"build-contexts": f"b=oci-layout://{WORK}/_tool/l:b"}, "build-contexts", "does not have it"),
+        ({"file": "/opt/Dockerfile"}, "file", "does not have it"),
+        ({"context": f"{WORK}/app/other"}, "context", "does not have it"),
+    ],
+)
+def test_a_path_outside_every_mount_is_refused_naming_the_input(
+    raw: dict[str, str], named: str, says: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_inputs(raw, MOUNTS)
+    text = str(caught.value)
+    assert text.startswith(f"{named}: ") and says in text, text
+    assert WS in text and TEMP in text, "it says what the runner mounts"
+    assert "${{ runner.temp }}" in text and "${{ github.workspace }}" in text, "and the fix"
+
+
+def test_remote_contexts_and_digests_are_not_paths() -> None:
+    got = hostpaths.apply(
+        parse_inputs({"context": "https://github.com/o/r.git", "mode": "merge", "tags": "r/x:1",
+                      "platforms": "linux/amd64", "digests": "sha256:" + "a" * 64}),
+        MOUNTS,
+    )  # fmt: skip
+    assert got.context == "https://github.com/o/r.git"
+    assert got.digests == ("sha256:" + "a" * 64,)
+
+
+def test_parse_inputs_translates_before_it_checks_that_files_exist(tmp_path: Path) -> None:
+    """The existence check looks where the container looks: a real folder stands in for the mount."""
+    host_ws, container_ws = "/home/runner/work/app/app", tmp_path / "workspace"
+    (container_ws / "ctx").mkdir(parents=True)
+    (container_ws / "key").write_text("k")
+    mounts = Mounts((Mount(host_ws, str(container_ws)),))
+    got = parse_inputs({"context": f"{host_ws}/ctx", "secret-files": f"id={host_ws}/key"}, mounts)
+    assert got.context == f"{container_ws}/ctx"
+    assert got.secret_files == (f"id={container_ws}/key",)
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        (f"/github/runner_temp/a:{TEMP}/b", ("/github/runner_temp/a", "/github/runner_temp/b")),
+        (f"{TEMP}/_github_home/.kube/config", ("/github/home/.kube/config",)),
+        ("", ()),
+        ("relative/config:", ("relative/config",)),
+    ],
+)
+def test_env_path_lists(value: str, want: tuple[str, ...]) -> None:
+    assert hostpaths.env_paths("KUBECONFIG", value, MOUNTS) == want
+
+
+def test_an_env_path_outside_is_refused_by_the_variable_name() -> None:
+    with pytest.raises(InputError, match=r"^\$KUBECONFIG: '/home/runner/.kube/config' is outside"):
+        hostpaths.env_paths("KUBECONFIG", f"{TEMP}/a:/home/runner/.kube/config", MOUNTS)
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ({}, ()),
+        ({"outputs": "type=local,dest=out"}, ("out",)),
+        ({"outputs": "type=tar,dest=/w/a.tar\ntype=image,push=false"}, ("/w/a.tar",)),
+        ({"outputs": "dist"}, ("dist",)),
+        ({"outputs": "type=tar,dest=-"}, ()),
+        ({"outputs": "type=registry,ref=r/x"}, ()),
+        ({"cache-to": "type=local,dest=.cache,mode=max"}, (".cache",)),
+    ],
+)  # fmt: skip
+def test_local_destinations(raw: dict[str, str], want: tuple[str, ...], tmp_path: Path) -> None:
+    inputs = parse_inputs({"context": str(tmp_path), **raw})
+    assert hostpaths.local_destinations(inputs) == want
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "want"),
+    [
+        ("/github/runner_temp/kubebuildx/b/out", "/github/runner_temp",
+         ("/github/runner_temp/kubebuildx", "/github/runner_temp/kubebuildx/b",
+          "/github/runner_temp/kubebuildx/b/out")),
+        ("/github/workspace/dist", "/github/workspace", ("/github/workspace/dist",)),
+        ("/github/workspace", "/github/workspace", ()),
+    ],
+)  # fmt: skip
+def test_handed_over_folders_stop_at_the_root(path: str, root: str, want: tuple[str, ...]) -> None:
+    assert hostpaths.handed_over(path, root) == want
+
+
+def test_owner_root_and_roots() -> None:
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": "/github/workspace"}
+    roots = hostpaths.ownership_roots({**env, "RUNNER_TEMP": "/github/runner_temp"})
+    assert roots == ("/github/workspace", "/github/runner_temp")
+    assert hostpaths.owner_root("/github/workspace/dist/a", roots) == "/github/workspace"
+    assert hostpaths.owner_root("/github/runner_temp/kubebuildx", roots) == "/github/runner_temp"
+    assert hostpaths.owner_root("/tmp/x", roots) is None
+    assert hostpaths.ownership_roots({"GITHUB_WORKSPACE": "/w", "RUNNER_TEMP": "/t"}) == (), "not the CLI"
+    nested = ("/w", "/w/tmp")  # act on a self-hosted runner may nest them: the deeper one owns
+    assert hostpaths.owner_root("/w/tmp/x", nested) == "/w/tmp"
