@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
-from kubebuildx import pipeline, runner
-from kubebuildx.inputs import INPUTS, parse_inputs
+from kubebuildx import hostpaths, kubeconfig, pipeline, registry, runner
+from kubebuildx.inputs import INPUTS, Inputs, parse_inputs
 
 
 def raw_inputs(env: Mapping[str, str]) -> dict[str, str]:
@@ -33,13 +34,33 @@ def main(env: Mapping[str, str] | None = None) -> int:
         runner.mask(secret.strip())
         runner.mask(env.get("INPUT_PASSWORD", ""))
         runner.mask(env.get("INPUT_DOCKER-CONFIG", "").strip())
-        inputs = parse_inputs(raw_inputs(env))
+        mounts = hostpaths.mount_table(env)
+        inputs = from_job(parse_inputs(raw_inputs(env), mounts), env, mounts)
         runner.info(
             f"platforms: {', '.join(map(str, inputs.platforms)) or '(all the cluster serves natively)'}"
         )
     if inputs.mode == "merge":
         return pipeline.merge_all(inputs, env)
     return pipeline.build_all(inputs, env, post_cleanup=True)
+
+
+def from_job(inputs: Inputs, env: Mapping[str, str], mounts: hostpaths.Mounts) -> Inputs:
+    """``$KUBECONFIG`` and ``$DOCKER_CONFIG`` that earlier steps exported (azure/k8s-set-context,
+    docker/login-action), used when the inputs leave them empty, as the container sees them."""
+    if inputs.mode == "build" and not inputs.kubeconfig.strip() and env.get("KUBECONFIG"):
+        files = hostpaths.env_paths("KUBECONFIG", env["KUBECONFIG"], mounts)
+        text = kubeconfig.merge_files(files, lambda p: hostpaths.path_in("$KUBECONFIG", p, mounts))
+        inputs = replace(inputs, kubeconfig=text)
+        runner.info(f"kubeconfig: $KUBECONFIG ({', '.join(files)})")
+    if not (inputs.username or inputs.password or inputs.docker_config.strip()) and env.get("DOCKER_CONFIG"):
+        # Also where buildx keeps its store, which the post step needs: never a folder that
+        # vanishes with this container.
+        folder = hostpaths.path_in("$DOCKER_CONFIG", env["DOCKER_CONFIG"], mounts)
+        text = registry.from_job(Path(folder))
+        if text:
+            inputs = replace(inputs, docker_config=text)
+            runner.info(f"registry credentials: $DOCKER_CONFIG ({folder})")
+    return inputs
 
 
 def post(env: Mapping[str, str] | None = None) -> int:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,47 @@ def _make_absolute(body: dict[str, Any], kind: str, base_dir: Path) -> bool:
             body[key] = str(base_dir / value)
             changed = True
     return changed
+
+
+def merge_files(paths: Sequence[str], locate: Callable[[str], str] = str) -> str:
+    """A ``KUBECONFIG`` list as kubectl merges it (client-go's ClientConfigLoadingRules): files
+    that do not exist are skipped, the first file to set current-context wins, and of clusters,
+    users and contexts of one name the first wins. A file's relative paths resolve against its
+    folder, then every path goes through ``locate`` (to the container's view of it)."""
+    merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config"}
+    found = [p for p in paths if Path(p).is_file()]
+    if not found:
+        raise KubeconfigError(
+            "$KUBECONFIG names no file that exists: " + ", ".join(paths),
+            hint="write the kubeconfig under ${{ runner.temp }} in the earlier step, or set the "
+            "kubeconfig input",
+        )
+    for path in found:
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise KubeconfigError(f"$KUBECONFIG file {path} is not valid YAML{where}") from None
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("current-context") and not merged.get("current-context"):
+            merged["current-context"] = doc["current-context"]
+        for kind in ("cluster", "user", "context"):
+            entries = merged.setdefault(kind + "s", [])
+            names = {e.get("name") for e in entries}
+            for entry in _list(doc.get(kind + "s")):
+                if not isinstance(entry, dict) or entry.get("name") in names:
+                    continue
+                body = _dict(entry.get(kind))
+                if kind in _FILE_KEYS:
+                    _make_absolute(body, kind, Path(path).parent)
+                    for key in _FILE_KEYS[kind]:
+                        if isinstance(body.get(key), str):
+                            body[key] = locate(body[key])
+                entries.append({"name": entry.get("name"), kind: body})
+                names.add(entry.get("name"))
+    return yaml.safe_dump(merged, sort_keys=False)
 
 
 def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kubeconfig:

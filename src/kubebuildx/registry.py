@@ -105,8 +105,9 @@ def _auth_value(creds: Credentials) -> str:
 _AUTH_SECRETS = ("auth", "password", "identitytoken", "registrytoken")
 
 
-def parse_docker_config(text: str) -> dict[str, dict[str, str]]:
-    """The ``auths`` of a user's config.json, every credential masked on read.
+def parse_docker_config(text: str, name: str = "docker-config") -> dict[str, dict[str, str]]:
+    """The ``auths`` of a user's config.json, every credential masked on read;
+    ``name`` says where it came from in a message.
 
     Credential helpers and stores (``credsStore``, ``credHelpers``) need
     programs the action image does not have, so they are refused with the fix.
@@ -117,13 +118,13 @@ def parse_docker_config(text: str) -> dict[str, dict[str, str]]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:  # its message quotes no content, only the position
         raise InputError(
-            f"docker-config is not JSON (line {exc.lineno}, column {exc.colno})",
+            f"{name} is not JSON (line {exc.lineno}, column {exc.colno})",
             hint="store the content of ~/.docker/config.json (after `docker login`) as the secret",
         ) from None
     auths = doc.get("auths") if isinstance(doc, dict) else None
     if not isinstance(auths, dict) or not all(isinstance(v, dict) for v in auths.values()):
         raise InputError(
-            "docker-config has no `auths` object",
+            f"{name} has no `auths` object",
             hint="log in with `docker login`, then store ~/.docker/config.json as the secret",
         )
     for entry in auths.values():
@@ -136,7 +137,7 @@ def parse_docker_config(text: str) -> dict[str, dict[str, str]]:
         and not any(entry.get("auth") or entry.get("identitytoken") for entry in auths.values())
     ):
         raise InputError(
-            "docker-config keeps its credentials in a credential helper, which is not available here",
+            f"{name} keeps its credentials in a credential helper, which is not available here",
             hint="store a config.json with the credentials inline (`auths.<registry>.auth`), or use "
             "the username and password inputs",
         )
@@ -144,6 +145,23 @@ def parse_docker_config(text: str) -> dict[str, dict[str, str]]:
         str(host): {k: str(v) for k, v in entry.items() if isinstance(v, str)}
         for host, entry in auths.items()
     }
+
+
+def from_job(folder: Path) -> str:
+    """The config.json of a ``DOCKER_CONFIG`` an earlier step set (docker/login-action logs in
+    there), checked and masked as the docker-config input; empty when it holds no ``auths``."""
+    file = folder / "config.json"
+    if not file.is_file():
+        return ""
+    text = file.read_text()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        doc = None  # parse_docker_config says where
+    if isinstance(doc, dict) and not doc.get("auths"):
+        return ""
+    parse_docker_config(text, name="$DOCKER_CONFIG/config.json")
+    return text
 
 
 def config_json(creds: Credentials | None, auths: Mapping[str, Mapping[str, str]] | None = None) -> str:

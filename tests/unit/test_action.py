@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from kubebuildx import action, runner
+from kubebuildx import action, kubeconfig, runner
 from kubebuildx.errors import InputError
+from kubebuildx.hostpaths import Mount, Mounts
 from kubebuildx.inputs import INPUTS, parse_inputs
 from kubebuildx.platforms import Platform
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +76,30 @@ def test_post_with_nothing_saved(monkeypatch: pytest.MonkeyPatch, capsys: pytest
         monkeypatch.delenv(name, raising=False)
     assert action.post({}) == 0
     assert "nothing to clean up" in capsys.readouterr().out
+
+
+def test_from_job_uses_kubeconfig_and_docker_config_when_the_inputs_are_empty(tmp_path: Path) -> None:
+    kube = tmp_path / "kube"
+    kube.mkdir()
+    (kube / "config").write_text((FIXTURES / "kubeconfig" / "token.yaml").read_text())
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    (docker / "config.json").write_text('{"auths": {"ghcr.io": {"auth": "FAKE-AUTH-unit-0012"}}}')
+    env = {"KUBECONFIG": f"{kube}/missing:{kube}/config", "DOCKER_CONFIG": str(docker)}
+    got = action.from_job(parse_inputs({}), env, Mounts())
+    assert kubeconfig.parse(got.kubeconfig).server.startswith("https://")
+    assert '"ghcr.io"' in got.docker_config
+
+
+def test_from_job_never_overrides_an_input(tmp_path: Path) -> None:
+    env = {"KUBECONFIG": "/nowhere/config", "DOCKER_CONFIG": "/nowhere"}
+    given = parse_inputs({"kubeconfig": "apiVersion: v1", "username": "u", "password": "p"})
+    assert action.from_job(given, env, Mounts()) == given
+    merge = parse_inputs({"mode": "merge", "tags": "r/x:1", "platforms": "linux/amd64", "digests": "d"})
+    assert action.from_job(merge, {"KUBECONFIG": "/nowhere/config"}, Mounts()).kubeconfig == ""
+
+
+def test_from_job_refuses_a_host_path_the_container_does_not_have() -> None:
+    mounts = Mounts((Mount("/home/runner/work/_temp", "/github/runner_temp"),))
+    with pytest.raises(InputError, match=r"^\$DOCKER_CONFIG: '/home/runner/.docker' is outside"):
+        action.from_job(parse_inputs({}), {"DOCKER_CONFIG": "/home/runner/.docker"}, mounts)

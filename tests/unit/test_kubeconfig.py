@@ -366,3 +366,62 @@ def test_undecodable_certificate_data_is_a_kubeconfig_error_not_a_traceback(tmp_
         kube.api_client(str(path))
     assert "base64 of PEM" in str(exc.value)
     assert "FAKEKEYDATA" not in str(exc.value) and "not!base64" not in str(exc.value)
+
+
+# ---- $KUBECONFIG from an earlier step ----------------------------------------------------
+
+
+def kubeconfig_file(tmp_path: Path, name: str, context: str, server: str, **user: str) -> str:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": context,
+                "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+                "clusters": [
+                    {"name": context, "cluster": {"server": server, "certificate-authority": "ca.crt"}}
+                ],
+                "users": [{"name": context, "user": user or {"token": TOKEN}}],
+            }
+        )
+    )
+    (path.parent / "ca.crt").write_text("ca")
+    return str(path)
+
+
+def test_merge_files_as_kubectl_merges_a_list(tmp_path: Path) -> None:
+    """The first file to set current-context wins; so does the first entry of a name."""
+    first = kubeconfig_file(tmp_path / "a", "config", "ci", "https://first.example:6443")
+    second = kubeconfig_file(tmp_path / "b", "config", "ci", "https://second.example:6443")
+    other = kubeconfig_file(tmp_path / "c", "config", "other", "https://other.example:6443")
+    merged = yaml.safe_load(kubeconfig.merge_files([str(tmp_path / "missing"), first, second, other]))
+    assert merged["current-context"] == "ci"
+    assert [c["name"] for c in merged["clusters"]] == ["ci", "other"]
+    assert merged["clusters"][0]["cluster"]["server"] == "https://first.example:6443"
+    # each file's relative paths against its own folder
+    assert merged["clusters"][1]["cluster"]["certificate-authority"] == str(tmp_path / "c" / "ca.crt")
+    config = kubeconfig.parse(yaml.safe_dump(merged))
+    assert (config.context, config.server) == ("ci", "https://first.example:6443")
+    assert TOKEN in runner._masked
+
+
+def test_merge_files_maps_every_file_path(tmp_path: Path) -> None:
+    path = kubeconfig_file(tmp_path, "config", "ci", "https://k.example:6443")
+    merged = yaml.safe_load(kubeconfig.merge_files([path], lambda p: "/container" + p))
+    assert merged["clusters"][0]["cluster"]["certificate-authority"] == f"/container{tmp_path}/ca.crt"
+
+
+def test_merge_files_with_no_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(KubeconfigError, match=r"\$KUBECONFIG names no file that exists: /nope/a, /nope/b"):
+        kubeconfig.merge_files(["/nope/a", "/nope/b"])
+
+
+def test_merge_files_reports_yaml_by_position_only(tmp_path: Path) -> None:
+    bad = tmp_path / "config"
+    bad.write_text(f"users:\n- name: x\n  user: {{token: {TOKEN}\n")
+    with pytest.raises(KubeconfigError, match="not valid YAML at line") as caught:
+        kubeconfig.merge_files([str(bad)])
+    assert_no_secret(caught.value)

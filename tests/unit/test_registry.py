@@ -214,3 +214,30 @@ def test_docker_config_errors_name_the_fix_and_quote_nothing(text: str, words: s
 
 def test_an_empty_docker_config_is_no_config() -> None:
     assert registry.parse_docker_config("  ") == {}
+
+
+# ---- $DOCKER_CONFIG from an earlier step ---------------------------------------------------
+
+
+def test_from_job_reads_what_docker_login_left(tmp_path: Path) -> None:
+    token = "FAKE-JOB-AUTH-kubebuildx-unit-test-0011"
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"ghcr.io": {"auth": token}}}))
+    text = registry.from_job(tmp_path)
+    assert registry.parse_docker_config(text) == {"ghcr.io": {"auth": token}}
+    assert token in runner._masked
+
+
+@pytest.mark.parametrize("content", [None, "{}", '{"auths": {}}', '{"experimental": "enabled"}'])
+def test_from_job_without_auths_is_nothing(tmp_path: Path, content: str | None) -> None:
+    if content is not None:
+        (tmp_path / "config.json").write_text(content)
+    assert registry.from_job(tmp_path) == ""
+
+
+def test_from_job_names_the_variable_in_its_errors(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"auths": {"ghcr.io": {}}, "credsStore": "secretservice"}')
+    with pytest.raises(InputError, match=r"^\$DOCKER_CONFIG/config.json keeps its credentials in a"):
+        registry.from_job(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"^\$DOCKER_CONFIG/config.json is not JSON \(line 1"):
+        registry.from_job(tmp_path)
