@@ -25,6 +25,7 @@ from kubebuildx import (
     builder,
     cmd,
     files,
+    hostpaths,
     instance,
     kube,
     kubeconfig,
@@ -85,7 +86,11 @@ def temp_root(env: Mapping[str, str]) -> Path:
 def start(inputs: Inputs, env: Mapping[str, str] | None = None) -> Run:
     env = dict(os.environ) if env is None else dict(env)
     root = temp_root(env) / "kubebuildx"
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.mkdir(parents=True, exist_ok=True)
+    # Open, so that a later step (uid 1001 on hosted runners) reaches the builder's output
+    # folder next to the run's folder; that one (mkdtemp: 0700) keeps the kubeconfig and secrets.
+    if root.stat().st_uid == os.geteuid():
+        root.chmod(0o755)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
     # Saved at once: the kubeconfig lands here next, and the post step must delete it
     # even when this run fails before the builder exists.
@@ -453,9 +458,11 @@ def publish(run: Run, result: summary.BuildResult) -> None:
             extra.insert(0, upload_outputs(run, Path(result.output_dir)))
     except KubebuildxError as exc:
         failure = exc
+    mounts = hostpaths.mount_table(run.env)
     with runner.group("Outputs and summary"):
         for key, value in summary.outputs(result).items():
-            runner.set_output(key, value)
+            # a path a later step on the runner can use as it is, not the container's
+            runner.set_output(key, hostpaths.to_host(value, mounts) if key == "output-dir" else value)
         runner.append_summary(summary.markdown(result, "\n\n".join(extra)))
         if result.timings.platforms:
             runner.info(summary.console_table(result))
@@ -552,6 +559,8 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_clea
             )
     finally:
         write_marks(run)
+        builder_folder = [str(run.workdir.parent / run.spec.name)] if run.spec else []
+        hostpaths.hand_over([*builder_folder, *hostpaths.local_destinations(inputs)], run.env)
         if not post_cleanup:
             cleanup(run.store, run.spec.name if run.spec else "", run.workdir, run.inputs.cleanup)
     if failure:
