@@ -16,7 +16,7 @@ environment, where the runner put the value translated to the container's path
 when it starts with a mounted host path. Every input action.yml declares is
 passed (its default when the step does not set it); the post step gets the
 same inputs, the post-entrypoint, action.yml's args, and ``STATE_*`` read from
-the main step's GITHUB_STATE file. Differences, on purpose: ``--network host``
+the main step's GITHUB_STATE file (ActionRunner.cs). Differences, on purpose: ``--network host``
 instead of the job's network (this machine is loopback only), the engine's own
 socket mounted at /var/run/docker.sock, and no ACTIONS_RUNTIME_* (no artifact
 service here; the act tests cover artifacts).
@@ -258,10 +258,12 @@ class Runner:
         runs = manifest["runs"]
         assert isinstance(runs, dict)
         files = self.file_commands()
-        ordered: dict[str, str] = dict(env or {})  # the job's and the step's env come first
-        ordered.update(input_env(with_, manifest))
+        # ActionRunner.cs: the env context (job and step env:), then the main step's state;
+        # then ContainerActionHandler adds the inputs, HOME and the github/runner contexts.
+        ordered: dict[str, str] = dict(env or {})
         if post_of is not None:
             ordered.update({f"STATE_{k}": v for k, v in post_of.state.items()})
+        ordered.update(input_env(with_, manifest))
         ordered.update(self.context_env(files))
         mappings = path_mappings(self.layout)
         values = {k: translate(v, mappings) for k, v in ordered.items()}
