@@ -28,6 +28,7 @@ then a no-op.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -94,7 +95,9 @@ def mount_table(env: Mapping[str, str]) -> Mounts:
         Mount(str(temp / "_github_workflow"), "/github/workflow"),
         Mount(str(temp / "_github_home"), "/github/home"),
     ]
-    # Runners before v2.317 did not mount _temp; RUNNER_TEMP then stays a host path.
+    # Runners before v2.329.0 (actions/runner#4011) did not mount _temp: RUNNER_TEMP then
+    # stays a host path, and only its _github_home, _github_workflow and _runner_file_commands
+    # are in the container.
     if env.get("RUNNER_TEMP") == CONTAINER_TEMP:
         items.append(Mount(str(temp), CONTAINER_TEMP))
     return Mounts(tuple(items))
@@ -126,7 +129,8 @@ def locate(path: str, mounts: Mounts) -> str | None:
     A relative path is relative to the workspace (the runner's ``--workdir``)."""
     if not mounts or not path.startswith("/"):
         return path
-    translated = to_container(path, mounts)
+    translated = to_container(posixpath.normpath(path), mounts)  # no way out of a mount by '..'
+
     if any(_under(translated, m.container) for m in mounts.items):
         return translated
     return None

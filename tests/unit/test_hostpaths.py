@@ -14,7 +14,7 @@ from kubebuildx.inputs import parse_inputs
 WORK = "/home/runner/work"
 WS = f"{WORK}/app/app"
 TEMP = f"{WORK}/_temp"
-# What a current runner gives a container action (the runner_temp mount came in v2.317).
+# What a current runner gives a container action (the runner_temp mount came in v2.329.0).
 RUNNER_ENV = {
     "GITHUB_WORKSPACE": "/github/workspace",
     "RUNNER_WORKSPACE": f"{WORK}/app",
@@ -79,6 +79,9 @@ def test_an_older_runner_without_the_runner_temp_mount() -> None:
         (f"{WORK}/app/other", None),  # RUNNER_WORKSPACE itself is not mounted
         ("/tmp/out", None),
         ("/github/workspace2", None),
+        (f"{WS}/../../_tool/x", None),  # '..' does not lead out of a mount
+        ("/github/workspace/../home/x", "/github/home/x"),
+        (f"{TEMP}//out/", "/github/runner_temp/out"),
     ],
 )
 def test_locate(path: str, container: str | None) -> None:
