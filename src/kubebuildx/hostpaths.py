@@ -31,15 +31,11 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from kubebuildx import runner
 from kubebuildx.errors import InputError
-
-if TYPE_CHECKING:
-    from kubebuildx.inputs import Inputs
 
 CONTAINER_WORKSPACE = "/github/workspace"
 CONTAINER_TEMP = "/github/runner_temp"
@@ -187,10 +183,21 @@ def build_context(item: str, mounts: Mounts) -> str:
     return f"{key}={prefix}{located}{rest[len(folder) :]}"
 
 
-def apply(inputs: Inputs, mounts: Mounts) -> Inputs:
-    """Every local path in the inputs as the container sees it; a path outside every mount refused."""
+def apply(values: Mapping[str, object], mounts: Mounts) -> dict[str, object]:
+    """Every local path among parse_inputs' values (keyed by ``Inputs`` field) as the container
+    sees it; a path outside every mount refused. Plain data in and out, so that this module
+    needs nothing of inputs.py, which calls it."""
+    out = dict(values)
     if not mounts:
-        return inputs
+        return out
+
+    def text(key: str) -> str:
+        value = values.get(key, "")
+        return value if isinstance(value, str) else ""
+
+    def items(key: str) -> tuple[str, ...]:
+        value = values.get(key, ())
+        return tuple(str(v) for v in value) if isinstance(value, tuple) else ()
 
     def secret_file(item: str) -> str:
         key, _, src = item.partition("=")
@@ -202,19 +209,19 @@ def apply(inputs: Inputs, mounts: Mounts) -> Inputs:
     def optional(name: str, path: str) -> str:
         return path_in(name, path, mounts) if path else ""
 
-    context = inputs.context if _REMOTE.match(inputs.context) else path_in("context", inputs.context, mounts)
-    return replace(
-        inputs,
-        context=context,
-        file=optional("file", inputs.file),
-        buildkitd_config=optional("buildkitd-config", inputs.buildkitd_config),
-        build_contexts=tuple(build_context(i, mounts) for i in inputs.build_contexts),
-        secret_files=tuple(secret_file(i) for i in inputs.secret_files),
-        outputs=tuple(_fields("outputs", i, "dest", mounts, writes=True) for i in inputs.outputs),
-        cache_to=tuple(_fields("cache-to", i, "dest", mounts, writes=True) for i in inputs.cache_to),
-        cache_from=tuple(_fields("cache-from", i, "src", mounts, writes=False) for i in inputs.cache_from),
-        digests=tuple(digest(i) for i in inputs.digests),
+    context = text("context")
+    out.update(
+        context=context if _REMOTE.match(context) else path_in("context", context, mounts),
+        file=optional("file", text("file")),
+        buildkitd_config=optional("buildkitd-config", text("buildkitd_config")),
+        build_contexts=tuple(build_context(i, mounts) for i in items("build_contexts")),
+        secret_files=tuple(secret_file(i) for i in items("secret_files")),
+        outputs=tuple(_fields("outputs", i, "dest", mounts, writes=True) for i in items("outputs")),
+        cache_to=tuple(_fields("cache-to", i, "dest", mounts, writes=True) for i in items("cache_to")),
+        cache_from=tuple(_fields("cache-from", i, "src", mounts, writes=False) for i in items("cache_from")),
+        digests=tuple(digest(i) for i in items("digests")),
     )
+    return out
 
 
 def env_paths(name: str, value: str, mounts: Mounts) -> tuple[str, ...]:
@@ -226,10 +233,11 @@ def env_paths(name: str, value: str, mounts: Mounts) -> tuple[str, ...]:
 # ---- handing files over to the runner's user ---------------------------------------------------
 
 
-def local_destinations(inputs: Inputs) -> tuple[str, ...]:
-    """Where buildx writes files of ours on the runner: local outputs and local cache exports."""
+def local_destinations(items: Iterable[str]) -> tuple[str, ...]:
+    """Where buildx writes on the runner, from the items of ``outputs`` and ``cache-to``:
+    local folders and tar files; a registry or stdout is none."""
     found = []
-    for item in (*inputs.outputs, *inputs.cache_to):
+    for item in items:
         if "=" not in item:
             found += [item] if item != "-" else []
             continue

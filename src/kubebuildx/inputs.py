@@ -568,7 +568,7 @@ def parse_inputs(raw: Mapping[str, str], mounts: hostpaths.Mounts | None = None)
     for name in ("build-args", "secrets", "secret-files", "secret-envs", "labels"):
         _key_values(name, lst(name))
 
-    inputs = hostpaths.apply(Inputs(**values), mounts or hostpaths.Mounts())  # type: ignore[arg-type]
+    inputs = Inputs(**hostpaths.apply(values, mounts or hostpaths.Mounts()))  # type: ignore[arg-type]
     _check_combinations(inputs)
     if inputs.mode != "merge":
         _check_files(inputs)

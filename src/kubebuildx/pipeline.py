@@ -560,7 +560,8 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_clea
     finally:
         write_marks(run)
         builder_folder = [str(run.workdir.parent / run.spec.name)] if run.spec else []
-        hostpaths.hand_over([*builder_folder, *hostpaths.local_destinations(inputs)], run.env)
+        written = hostpaths.local_destinations((*inputs.outputs, *inputs.cache_to))
+        hostpaths.hand_over([*builder_folder, *written], run.env)
         if not post_cleanup:
             cleanup(run.store, run.spec.name if run.spec else "", run.workdir, run.inputs.cleanup)
     if failure:

@@ -153,9 +153,9 @@ def test_a_path_outside_every_mount_is_refused_naming_the_input(
 
 
 def test_remote_contexts_and_digests_are_not_paths() -> None:
-    got = hostpaths.apply(
-        parse_inputs({"context": "https://github.com/o/r.git", "mode": "merge", "tags": "r/x:1",
-                      "platforms": "linux/amd64", "digests": "sha256:" + "a" * 64}),
+    got = parse_inputs(
+        {"context": "https://github.com/o/r.git", "mode": "merge", "tags": "r/x:1",
+         "platforms": "linux/amd64", "digests": "sha256:" + "a" * 64},
         MOUNTS,
     )  # fmt: skip
     assert got.context == "https://github.com/o/r.git"
@@ -205,7 +205,7 @@ def test_an_env_path_outside_is_refused_by_the_variable_name() -> None:
 )  # fmt: skip
 def test_local_destinations(raw: dict[str, str], want: tuple[str, ...], tmp_path: Path) -> None:
     inputs = parse_inputs({"context": str(tmp_path), **raw})
-    assert hostpaths.local_destinations(inputs) == want
+    assert hostpaths.local_destinations((*inputs.outputs, *inputs.cache_to)) == want
 
 
 @pytest.mark.parametrize(
