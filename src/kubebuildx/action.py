@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kubebuildx import pipeline, runner
-from kubebuildx.inputs import INPUTS, parse_inputs
+from kubebuildx.action_spec import INPUTS
+from kubebuildx.inputs import parse_inputs
 
 
 def raw_inputs(env: Mapping[str, str]) -> dict[str, str]:

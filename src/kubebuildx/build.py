@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubebuildx import platforms as plat
-from kubebuildx.errors import InputError
 from kubebuildx.inputs import Inputs
 from kubebuildx.platforms import Platform
 
@@ -97,17 +96,12 @@ def push_by_digest(inputs: Inputs) -> bool:
     return inputs.push and not inputs.tags and not inputs.outputs
 
 
-def outputs(inputs: Inputs, output_dir: Path) -> list[str]:
+def output_args(inputs: Inputs, output_dir: Path) -> list[str]:
+    """The ``--output`` values of ``buildx build``."""
     if inputs.outputs:
         return list(inputs.outputs)
     if inputs.push:
-        if push_by_digest(inputs):
-            if not inputs.image:
-                raise InputError(
-                    "push is set but there are neither tags nor an image",
-                    hint="set tags (e.g. ghcr.io/owner/app:latest), or image (e.g. ghcr.io/owner/app) "
-                    "to push by digest",
-                )
+        if push_by_digest(inputs):  # parse_inputs made sure that image is set
             # docker's matrix recipe: https://docs.docker.com/build/ci/github-actions/multi-platform/
             return [f"type=image,name={inputs.image},push-by-digest=true,name-canonical=true,push=true"]
         return ["type=image,push=true"]
@@ -136,7 +130,7 @@ def argv(
         *_each("--file", [inputs.file] if inputs.file else []),
         *_each("--label", inputs.labels),
         *_each("--no-cache-filter", inputs.no_cache_filters),
-        *_each("--output", outputs(inputs, paths.output_dir)),
+        *_each("--output", output_args(inputs, paths.output_dir)),
         "--platform", plat.join(platforms),
         *attest_args(inputs, builder_id),
         *secret_args(inputs, paths.secret_files),

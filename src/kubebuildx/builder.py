@@ -32,10 +32,6 @@ class NodeSpec:
     driver_opts: tuple[tuple[str, str], ...]
     emulated_on: Platform | None = None  # qemu-fallback: the CPU that emulates ``platform``
 
-    @property
-    def deployment(self) -> str:
-        return self.name
-
 
 @dataclass(frozen=True)
 class BuilderSpec:
@@ -48,12 +44,6 @@ class BuilderSpec:
     @property
     def platforms(self) -> tuple[Platform, ...]:
         return tuple(n.platform for n in self.nodes)
-
-    def node_for(self, platform: Platform) -> NodeSpec:
-        for node in self.nodes:
-            if node.platform == platform:
-                return node
-        raise KeyError(str(platform))
 
 
 def _slug(text: str) -> str:

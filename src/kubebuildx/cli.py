@@ -18,8 +18,9 @@ from pathlib import Path
 from types import FrameType
 
 from kubebuildx import __version__, kubeconfig, runner
+from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError, KubebuildxError
-from kubebuildx.inputs import INPUTS, parse_inputs
+from kubebuildx.inputs import parse_inputs
 
 _COMMON = {
     "kubeconfig",

@@ -40,12 +40,8 @@ def go_json(value: Any) -> str:
     )
 
 
-def node_group(spec: BuilderSpec, kubeconfig: str, *, with_platforms: bool = True) -> dict[str, Any]:
-    """``store.NodeGroup`` as a dict in Go's field order (map keys sorted).
-
-    ``with_platforms=False`` gives the same nodes with no configured
-    platforms, so that ``buildx inspect`` shows only what BuildKit itself reports.
-    """
+def node_group(spec: BuilderSpec, kubeconfig: str) -> dict[str, Any]:
+    """``store.NodeGroup`` as a dict in Go's field order (map keys sorted)."""
     files = {k: base64.b64encode(v).decode() for k, v in sorted(spec.files)} or None
     return {
         "Name": spec.name,
@@ -54,7 +50,7 @@ def node_group(spec: BuilderSpec, kubeconfig: str, *, with_platforms: bool = Tru
             {
                 "Name": node.name,
                 "Endpoint": endpoint(spec.name, node.name, kubeconfig),
-                "Platforms": [node.platform.oci()] if with_platforms else None,
+                "Platforms": [node.platform.oci()],
                 "DriverOpts": dict(sorted(node.driver_opts)),
                 "Flags": list(spec.flags) or None,
                 "Files": files,

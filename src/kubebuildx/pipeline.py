@@ -454,7 +454,7 @@ def publish(run: Run, result: summary.BuildResult) -> None:
     except KubebuildxError as exc:
         failure = exc
     with runner.group("Outputs and summary"):
-        for key, value in summary.outputs(result).items():
+        for key, value in summary.step_outputs(result).items():
             runner.set_output(key, value)
         runner.append_summary(summary.markdown(result, "\n\n".join(extra)))
         if result.timings.platforms:

@@ -46,7 +46,7 @@ def digest(metadata: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def outputs(result: BuildResult) -> dict[str, str]:
+def step_outputs(result: BuildResult) -> dict[str, str]:
     """The step outputs other steps consume."""
     return {
         "builder": result.spec.name,

@@ -381,7 +381,7 @@ def test_missing_secret_file_is_an_input_error_before_anything_runs(tmp_path: Pa
 
 def test_push_without_tags_or_image_is_an_input_error() -> None:
     with pytest.raises(InputError) as exc:
-        build.outputs(parse_inputs({"push": "true"}), Path("/w/out"))
+        build.output_args(parse_inputs({"push": "true"}), Path("/w/out"))
     assert "push" in str(exc.value)
     assert "tags" in str(exc.value)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kubebuildx import inputs as inp
+from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import Inputs, parse_inputs, split_list
 from kubebuildx.platforms import Platform
@@ -30,10 +30,10 @@ def test_defaults() -> None:
 
 def test_declared_defaults_are_the_defaults() -> None:
     """A runner passes every input of action.yml to a container action, with its default."""
-    assert parse_inputs({spec.name: spec.default for spec in inp.INPUTS}) == Inputs()
+    assert parse_inputs({spec.name: spec.default for spec in INPUTS}) == Inputs()
 
 
-@pytest.mark.parametrize("name", [s.name for s in inp.INPUTS if s.kind in {"bool", "int", "list"}])
+@pytest.mark.parametrize("name", [s.name for s in INPUTS if s.kind in {"bool", "int", "list"}])
 def test_empty_bools_ints_and_lists_are_defaults(name: str) -> None:
     assert parse_inputs({name: ""}) == Inputs()
 

@@ -71,13 +71,6 @@ def test_golden_decodes_to_what_we_planned() -> None:
     assert base64.b64decode(node["Files"]["buildkitd.toml"]) == CONFIG
 
 
-def test_node_group_without_platforms() -> None:
-    """For the probe: the same nodes, no configured platforms (null, as Go writes a nil slice)."""
-    group = instance.node_group(two_node(), "/tmp/k", with_platforms=False)
-    assert [n["Platforms"] for n in group["Nodes"]] == [None, None]
-    assert '"Platforms":null' in instance.go_json(group)
-
-
 @pytest.mark.parametrize(
     ("builder", "node", "kubeconfig", "expected"),
     [

@@ -53,7 +53,7 @@ def test_outputs() -> None:
         "containerimage.config.digest": "sha256:cfg",
         "buildx.build.ref": "b/x",
     }
-    out = summary.outputs(result(metadata=metadata))
+    out = summary.step_outputs(result(metadata=metadata))
     assert sorted(out) == [
         "builder",
         "digest",
@@ -94,7 +94,7 @@ def test_outputs() -> None:
 
 
 def test_outputs_without_an_image() -> None:
-    out = summary.outputs(result(pod_nodes={}))
+    out = summary.step_outputs(result(pod_nodes={}))
     assert (out["digest"], out["imageid"], out["metadata"]) == ("", "", "{}")
     assert [n["kubernetes-node"] for n in json.loads(out["nodes"])] == ["", ""]
 
@@ -164,7 +164,7 @@ def test_emulated_platform_is_marked() -> None:
     rows = summary.timings_table(r).splitlines()
     assert rows[2] == "| _Kubernetes node_ | ? | amd-2 (emulated) |"
     assert rows[3] == "| [build 1/1] RUN make | 2.0s | 1m05.2s |"
-    assert json.loads(summary.outputs(r)["nodes"])[1]["emulated"] is True
+    assert json.loads(summary.step_outputs(r)["nodes"])[1]["emulated"] is True
     assert summary.markdown(r).splitlines()[0] == (
         "### kubebuildx: :white_check_mark: built `linux/amd64`, `linux/riscv64` "
         "(`linux/riscv64` emulated with QEMU) in 23.5s"
