@@ -15,11 +15,9 @@ from pathlib import PurePosixPath
 
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import BUILDER_NAME_MAX, Inputs
+from kubebuildx.kube import ARCH_LABEL, OS_LABEL
 from kubebuildx.platforms import Platform
 
-ARCH_LABEL = "kubernetes.io/arch"
-OS_LABEL = "kubernetes.io/os"
-DEFAULT_NAMESPACE = "buildkit"
 NETWORK_HOST_FLAG = "--allow-insecure-entitlement=network.host"
 
 

@@ -60,6 +60,8 @@ _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 _QUANTITY_KEYS = frozenset({"persistent-volume-claim.requests.storage", "buildkit-root-volume-memory"})
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TOLERATION_FIELDS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
 BUILDER_NAME_MAX = 40  # leaves room for "-linux-arm-v7" in a 63-character Deployment name
 
@@ -213,6 +215,31 @@ def _key_values(name: str, items: tuple[str, ...]) -> None:
             )
 
 
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go duration without sign (``90s``, ``1h30m``, ``1.5m``); None when it is not one."""
+    if not _DURATION.match(text):
+        return None
+    return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _toleration_pairs(value: str) -> list[list[list[str]]]:
+    """``tolerations`` split as buildx splits it: by ``;``, then ``,``, then ``=``."""
+    return [[pair.split("=") for pair in item.split(",")] for item in value.split(";")]
+
+
+def parse_tolerations(value: str) -> tuple[dict[str, str], ...]:
+    """buildx's ``tolerations`` driver option: ``key=k,operator=Exists,effect=E;...``."""
+    out = []
+    for item in _toleration_pairs(value):
+        fields = {}
+        for kv in item:
+            if kv[0].strip():
+                fields[kv[0].strip()] = "=".join(kv[1:]).strip()
+        if fields:
+            out.append(fields)
+    return tuple(out)
+
+
 def parse_driver_opts(
     lines: tuple[str, ...],
 ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[Platform, tuple[tuple[str, str], ...]], ...]]:
@@ -249,7 +276,7 @@ def parse_driver_opts(
             )
         if key == "replicas":
             _int("driver-opts replicas", value, 1, 100)
-        if key == "timeout" and not _DURATION.match(value):
+        if key == "timeout" and parse_duration(value) is None:
             raise InputError(f"driver-opts timeout {value!r} is not a duration", hint="write e.g. timeout=5m")
         if key in {"rootless", "default-load", "qemu.install"}:
             _bool(f"driver-opts {key}", value)
@@ -273,8 +300,9 @@ def parse_driver_opts(
                 hint=f"write e.g. {key}=a=1,b=2 (a value cannot hold '=' or ',')",
             )
         if key == "tolerations":
-            fields = [kv.split("=") for toleration in value.split(";") for kv in toleration.split(",")]
-            bad = [kv[0] for kv in fields if len(kv) == 2 and kv[0] not in _TOLERATION_FIELDS]
+            # buildx reads only key=value pairs, and refuses an unknown key among them
+            pairs = [kv for item in _toleration_pairs(value) for kv in item]
+            bad = [kv[0] for kv in pairs if len(kv) == 2 and kv[0] not in _TOLERATION_FIELDS]
             if bad:
                 raise InputError(
                     f"driver-opts tolerations: {bad[0]!r} is not a toleration field",

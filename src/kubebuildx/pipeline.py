@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -36,8 +35,8 @@ from kubebuildx import (
     summary,
 )
 from kubebuildx.builder import BuilderSpec
-from kubebuildx.errors import BootstrapError, BuildError, InputError, KubebuildxError
-from kubebuildx.inputs import Inputs
+from kubebuildx.errors import BootstrapError, BuildError, KubebuildxError
+from kubebuildx.inputs import Inputs, parse_duration
 from kubebuildx.platforms import Platform
 
 DEFAULT_BOOT_TIMEOUT = 120.0
@@ -56,6 +55,7 @@ class Run:
     namespace: str = ""
     spec: BuilderSpec | None = None
     api: Any = None
+    connection: kube.Connection | None = None
     docker_config: Path | None = None  # our private DOCKER_CONFIG when the inputs log in
     marks: dict[str, float] = field(default_factory=dict)
 
@@ -98,23 +98,11 @@ def start(inputs: Inputs, env: Mapping[str, str] | None = None) -> Run:
 
 def connect(run: Run) -> None:
     with runner.group("Connecting to the cluster"):
-        if run.inputs.kubeconfig.strip():
-            config = kubeconfig.parse(run.inputs.kubeconfig, context=run.inputs.kube_context)
-        else:
-            if run.inputs.kube_context:
-                raise InputError(
-                    "kube-context is set but no kubeconfig was given",
-                    hint="set the kubeconfig input, or leave kube-context empty in-cluster",
-                )
-            config = kubeconfig.in_cluster(run.env)
-        run.config = config
-        run.kubeconfig_path = kubeconfig.write(config, run.workdir)
-        run.namespace = run.inputs.namespace or config.namespace or builder.DEFAULT_NAMESPACE
-        runner.info(
-            f"context {config.context}, cluster {config.cluster} at {config.server}, "
-            f"namespace {run.namespace}"
-        )
-        run.api = kube.api_client(str(run.kubeconfig_path))
+        run.connection = kube.connect(run.inputs, run.env, run.workdir)
+        run.config = run.connection.config
+        run.kubeconfig_path = run.connection.kubeconfig_path
+        run.namespace = run.connection.namespace
+        run.api = run.connection.api
     run.mark("connected")
 
 
@@ -138,44 +126,11 @@ def login(run: Run, refs: tuple[str, ...]) -> None:
 
 
 def check(run: Run) -> tuple[tuple[Platform, ...], dict[Platform, Platform]]:
-    assert run.config is not None
+    assert run.connection is not None
     with runner.group("Preflight"):
-        persistent = run.inputs.persistent_storage
-        state = preflight.read_cluster(run.api, run.config.server, run.namespace, persistent)
-        runner.info(f"Kubernetes {state.version}; {preflight.describe_cluster(state.nodes)}")
-        preflight.raise_for_rbac(
-            preflight.missing_permissions(state.allowed, preflight.needed(persistent)),
-            run.namespace,
-            f"user {run.config.context!r}",
-        )
-        if state.namespace_exists is False:
-            raise KubebuildxError(
-                f"namespace {run.namespace!r} does not exist",
-                hint=f"create it (kubectl create namespace {run.namespace}) or set the namespace input",
-            )
-        requested = run.inputs.platforms or preflight.serveable(state.nodes)
-        if not requested:
-            raise KubebuildxError(
-                f"no Ready node with a {builder.ARCH_LABEL} label; {preflight.describe_cluster(state.nodes)}",
-                hint="label your nodes, or set platforms",
-            )
-        tolerations = {
-            p: preflight.parse_tolerations(run.inputs.driver_opts_for(p).get("tolerations", ""))
-            for p in requested
-        }
-        checks = preflight.check_platforms(state.nodes, requested, tolerations)
-        runner.info(preflight.table(checks))
-        native, emulated = preflight.decide(checks, state.nodes, qemu_fallback=run.inputs.qemu_fallback)
-        for platform, host in emulated.items():
-            runner.warning(
-                f"no node serves {platform} natively: it is EMULATED on {host} nodes with QEMU, "
-                "typically 3 to 6 times slower. Add a native node to build it at full speed.",
-                title="Emulated platform",
-            )
-        if not state.allowed.get(preflight.OPTIONAL[0]):
-            runner.debug("cannot list events: diagnostics of pods that do not start will be shorter")
+        plan = preflight.check(run.connection, run.inputs)
     run.mark("preflight")
-    return native, emulated
+    return plan.native, dict(plan.emulated)
 
 
 def _buildkit_config(inputs: Inputs) -> bytes | None:
@@ -223,13 +178,8 @@ def _boot_timeout(spec: BuilderSpec) -> float:
     for node in spec.nodes:
         value = dict(node.driver_opts).get("timeout")
         if value:
-            return _duration(value)
+            return parse_duration(value) or 0.0  # parse_inputs checked it is a duration
     return DEFAULT_BOOT_TIMEOUT
-
-
-def _duration(text: str) -> float:
-    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text))
 
 
 def pods_of(run: Run, node: str) -> list[dict[str, Any]]:
