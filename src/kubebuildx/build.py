@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,13 +12,6 @@ from pathlib import Path
 from kubebuildx import platforms as plat
 from kubebuildx.inputs import Inputs
 from kubebuildx.platforms import Platform
-
-
-def buildx_command() -> list[str]:
-    """Standalone ``buildx`` when on PATH, else the docker CLI plugin."""
-    if shutil.which("buildx"):
-        return ["buildx"]
-    return ["docker", "buildx"]
 
 
 def local_output(dest: Path) -> str:

@@ -8,6 +8,7 @@ import hashlib
 import re
 import secrets
 import shlex
+import shutil
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class BuilderSpec:
     @property
     def platforms(self) -> tuple[Platform, ...]:
         return tuple(n.platform for n in self.nodes)
+
+
+def buildx_command() -> list[str]:
+    """Standalone ``buildx`` when on PATH, else the docker CLI plugin: every stage calls buildx so."""
+    if shutil.which("buildx"):
+        return ["buildx"]
+    return ["docker", "buildx"]
 
 
 def _slug(text: str) -> str:

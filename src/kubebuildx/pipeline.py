@@ -13,13 +13,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubebuildx import boot as boot_stage
 from kubebuildx import (
-    bootstrap,
     build,
     builder,
     cmd,
@@ -35,11 +34,9 @@ from kubebuildx import (
     summary,
 )
 from kubebuildx.builder import BuilderSpec
-from kubebuildx.errors import BootstrapError, BuildError, KubebuildxError
-from kubebuildx.inputs import Inputs, parse_duration
+from kubebuildx.errors import BuildError, KubebuildxError
+from kubebuildx.inputs import Inputs
 from kubebuildx.platforms import Platform
-
-DEFAULT_BOOT_TIMEOUT = 120.0
 
 
 @dataclass
@@ -174,105 +171,18 @@ def materialize(run: Run, native: tuple[Platform, ...], emulated: dict[Platform,
     return spec
 
 
-def _boot_timeout(spec: BuilderSpec) -> float:
-    for node in spec.nodes:
-        value = dict(node.driver_opts).get("timeout")
-        if value:
-            return parse_duration(value) or 0.0  # parse_inputs checked it is a duration
-    return DEFAULT_BOOT_TIMEOUT
-
-
-def pods_of(run: Run, node: str) -> list[dict[str, Any]]:
-    assert run.config is not None
-    return kube.get_items(
-        run.api,
-        f"/api/v1/namespaces/{run.namespace}/pods",
-        run.config.server,
-        "listing builder pods",
-        query={"labelSelector": f"app={node}"},
-    )
-
-
-def _events(run: Run) -> list[dict[str, Any]]:
-    assert run.config is not None
-    return kube.get_items(
-        run.api, f"/api/v1/namespaces/{run.namespace}/events", run.config.server, "listing events"
-    )
-
-
 def boot(run: Run) -> dict[str, str]:
     """Boot every node; return buildx node → Kubernetes node its pod runs on."""
     spec = run.spec
-    assert spec is not None
-    buildx = build.buildx_command()
+    assert spec is not None and run.connection is not None
     run.mark("boot-start")
     with runner.group(f"Booting builder {spec.name}"):
-        timeout = _boot_timeout(spec)
-        result = cmd.run(
-            [*buildx, "inspect", "--bootstrap", "--timeout", f"{int(timeout)}s", spec.name],
-            check=False,
-            timeout=timeout + 30,
-            error=BootstrapError,
-            what="buildx inspect --bootstrap",
-        )
-        inspected = bootstrap.parse_inspect(result.stdout)
-        failed = [n for n in inspected.nodes if n.error or n.status not in ("running", "")]
-        if result.returncode != 0 or inspected.error or failed:
-            waited = time.time() - run.marks["boot-start"]
-            reasons = []
-            try:
-                events = _events(run)
-                for node in spec.nodes:
-                    reasons += bootstrap.diagnose(pods_of(run, node.name), events, node.name)
-            except Exception as exc:  # noqa: BLE001 - the API may be the problem; keep buildx's words
-                runner.debug(f"cannot read the builder's pods: {type(exc).__name__}")
-            # buildx's own words first: it knows when the driver refused the spec itself
-            words = [n.error for n in inspected.nodes if n.error] or [inspected.error] * bool(inspected.error)
-            words = words or [cmd.last_words(result.stderr or result.stdout, 8) or "buildx gave no reason"]
-            gave_up = (
-                f"did not become ready within {timeout:.0f}s" if waited >= timeout else "could not start"
-            )
-            raise BootstrapError(
-                f"builder {spec.name} {gave_up}:\n  buildx: " + "\n  ".join(words + reasons),
-                hint=bootstrap.hint_for([*words, *reasons]),
-            )
-        runner.info(result.stdout.strip())
+        boot_stage.start(run.connection, spec, builder.buildx_command())
     run.mark("boot-end")
     with runner.group("Checking each node builds natively"):
-        # One exec per node, side by side: each is a round trip through the API server.
-        with ThreadPoolExecutor(max_workers=len(spec.nodes)) as pool:
-            probes = list(pool.map(lambda node: _probe_node(run, node.name), spec.nodes))
-        pod_nodes = {
-            node.name: where for node, (_, where, _) in zip(spec.nodes, probes, strict=True) if where
-        }
-        reported = {node.name: found for node, (_, _, found) in zip(spec.nodes, probes, strict=True)}
-        for node, (pod, where, found) in zip(spec.nodes, probes, strict=True):
-            runner.info(
-                f"{node.name}: pod {pod or '?'} on {where or '?'}, BuildKit runs on "
-                + (str(found[0]) if found else "?")
-                + (f" (emulating {node.platform})" if node.emulated_on else "")
-            )
-        bootstrap.check_native(spec, reported, pod_nodes)
+        booted = boot_stage.verify(run.connection, spec)
     run.mark("verified")
-    return pod_nodes
-
-
-def _probe_node(run: Run, node: str) -> tuple[str, str, tuple[Platform, ...]]:
-    """(pod, Kubernetes node, platforms its BuildKit lists) for one builder node."""
-    running = [p for p in pods_of(run, node) if p.get("status", {}).get("phase") == "Running"]
-    if not running:
-        return "", "", ()
-    pod = running[0].get("metadata", {}).get("name", "")
-    where = running[0].get("spec", {}).get("nodeName", "")
-    try:
-        text = kube.exec_in_pod(run.api, run.namespace, pod, list(bootstrap.WORKERS_ARGV))
-    except Exception as exc:  # noqa: BLE001 - the client raises many kinds; all mean "cannot tell"
-        raise BootstrapError(
-            f"cannot ask BuildKit in pod {pod} which platforms it runs: {type(exc).__name__}",
-            hint="the builder image must contain buildctl (moby/buildkit images do), and the user "
-            "needs get and create on pods/exec (deploy/rbac.yaml)",
-        ) from None
-    return pod, where, bootstrap.worker_platforms(text)
+    return dict(booted.pod_nodes)
 
 
 def _write_secrets(run: Run) -> tuple[tuple[str, Path], ...]:
@@ -318,7 +228,7 @@ def run_build(run: Run, pod_nodes: Mapping[str, str]) -> summary.BuildResult:
         platforms=spec.platforms,
         paths=paths,
         builder_id=builder_id(run.env),
-        buildx=build.buildx_command(),
+        buildx=builder.buildx_command(),
     )
     prog = progress.Progress()
 
@@ -457,7 +367,7 @@ def cleanup(
         if name and remove_builder:
             try:
                 cmd.run(
-                    [*build.buildx_command(), "rm", "--force", name],
+                    [*builder.buildx_command(), "rm", "--force", name],
                     env={"BUILDX_CONFIG": str(store)},
                     timeout=120,
                     what=f"buildx rm {name}",
@@ -526,7 +436,7 @@ def merge_all(inputs: Inputs, env: Mapping[str, str] | None = None) -> int:
             tags=inputs.tags,
             platforms=inputs.platforms,
             items=inputs.digests,
-            buildx=build.buildx_command(),
+            buildx=builder.buildx_command(),
             env=env,
             workdir=run.workdir,
             annotations=inputs.annotations,
