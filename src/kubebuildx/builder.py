@@ -12,12 +12,13 @@ import shutil
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import BUILDER_NAME_MAX, Inputs
 from kubebuildx.kube import ARCH_LABEL, OS_LABEL
 from kubebuildx.platforms import Platform
+from kubebuildx.preflight import Plan
 
 NETWORK_HOST_FLAG = "--allow-insecure-entitlement=network.host"
 
@@ -206,3 +207,37 @@ def config_files(config: bytes, read: Callable[[str], bytes]) -> tuple[tuple[str
             for quote in ('"', "'"):
                 text = text.replace(f"{quote}{path}{quote}", f"{quote}{BUILDKIT_CONFIG_DIR}/{name}{quote}")
     return (("buildkitd.toml", text.encode()), *sorted(extra.items()))
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def buildkit_config(inputs: Inputs, read: Callable[[str], bytes] = _read) -> bytes | None:
+    """The BuildKit config: inline, or the file parse_inputs checked exists."""
+    if inputs.buildkitd_config_inline:
+        return inputs.buildkitd_config_inline.encode()
+    if inputs.buildkitd_config:
+        return read(inputs.buildkitd_config)
+    return None
+
+
+def spec_for(
+    inputs: Inputs,
+    env: Mapping[str, str],
+    namespace: str,
+    placement: Plan,
+    read: Callable[[str], bytes] = _read,
+) -> BuilderSpec:
+    """The builder for preflight's plan: its name, nodes, flags and config files."""
+    name = inputs.builder or default_builder_name(env, placement.platforms, keep=not inputs.cleanup)
+    config = buildkit_config(inputs, read)
+    return plan(
+        inputs,
+        name=name,
+        namespace=namespace,
+        native=placement.native,
+        emulated=placement.emulated,
+        config=config,
+        files=config_files(config, read) if config else (),
+    )

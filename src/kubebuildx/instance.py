@@ -96,7 +96,7 @@ def kept_kubeconfig(store: Path, name: str) -> Path:
     return store / "kubebuildx" / f"{name}.kubeconfig"
 
 
-def keep_kubeconfig(store: Path, name: str, text: str) -> Path:
+def keep_kubeconfig_copy(store: Path, name: str, text: str) -> Path:
     path = kept_kubeconfig(store, name)
     atomic_write(path, text)
     return path
@@ -114,3 +114,24 @@ def remove(name: str, store: Path) -> None:
                 current.unlink()
         except ValueError:
             pass
+
+
+def materialize(
+    spec: BuilderSpec,
+    kubeconfig: Path,
+    store: Path,
+    *,
+    keep_kubeconfig: bool,
+    kubeconfig_ref: str | None = None,
+) -> Path:
+    """Write the builder's instance file into the store; return its path.
+
+    A builder that outlives the run's workdir (``keep_kubeconfig``) gets a
+    private copy of the kubeconfig next to the store. The instance points at
+    ``kubeconfig_ref`` when given (``kubebuildx instance --kubeconfig-ref``),
+    else at that copy, else at the run's own kubeconfig.
+    """
+    ref = kubeconfig
+    if keep_kubeconfig:
+        ref = keep_kubeconfig_copy(store, spec.name, kubeconfig.read_text())
+    return write(spec, str(ref) if kubeconfig_ref is None else kubeconfig_ref, store)

@@ -1,25 +1,12 @@
-"""Outputs and the step summary: pure functions from results to text."""
+"""Step outputs and the step summary: pure functions from a build result to text."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from kubebuildx.builder import BuilderSpec
-from kubebuildx.progress import Timings
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    spec: BuilderSpec
-    timings: Timings
-    pod_nodes: Mapping[str, str]  # buildx node → Kubernetes node its pod ran on
-    metadata: Mapping[str, Any]
-    output_dir: str
-    seconds: float
-    error: str = ""
+from kubebuildx.build import BuildResult
 
 
 def _fmt(seconds: float) -> str:
@@ -41,11 +28,6 @@ def nodes_json(result: BuildResult) -> list[dict[str, Any]]:
     ]
 
 
-def digest(metadata: Mapping[str, Any]) -> str:
-    value = metadata.get("containerimage.digest", "")
-    return value if isinstance(value, str) else ""
-
-
 def step_outputs(result: BuildResult) -> dict[str, str]:
     """The step outputs other steps consume."""
     return {
@@ -53,7 +35,7 @@ def step_outputs(result: BuildResult) -> dict[str, str]:
         "platforms": ",".join(str(p) for p in result.spec.platforms),
         "nodes": json.dumps(nodes_json(result), separators=(",", ":")),
         "metadata": json.dumps(dict(result.metadata), separators=(",", ":"), sort_keys=True),
-        "digest": digest(result.metadata),
+        "digest": result.digest,
         "imageid": str(result.metadata.get("containerimage.config.digest", "")),
         "output-dir": result.output_dir,
         "durations": json.dumps(result.timings.as_json(), separators=(",", ":"), sort_keys=True),
@@ -107,8 +89,8 @@ def markdown(result: BuildResult, extra: str = "") -> str:
         "",
         timings_table(result),
     ]
-    if digest(result.metadata):
-        lines += ["", f"Digest: `{digest(result.metadata)}`"]
+    if result.digest:
+        lines += ["", f"Digest: `{result.digest}`"]
     if result.output_dir:
         lines += ["", f"Output: `{result.output_dir}` (one folder per platform)"]
     if result.error:

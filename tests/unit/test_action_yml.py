@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubebuildx import cli, summary
+from kubebuildx import build, cli, summary
 from kubebuildx.action_spec import INPUTS, OUTPUT_NAMES, OUTPUTS
 from kubebuildx.artifacts import artifact_outputs
 from kubebuildx.builder import BuilderSpec
@@ -125,7 +125,7 @@ def test_readme_outputs_table() -> None:
 
 
 def _produced() -> set[str]:
-    result = summary.BuildResult(
+    result = build.BuildResult(
         spec=BuilderSpec("b", "buildkit", (), ()),
         timings=Timings((), (), {}, 0.0),
         pod_nodes={},

@@ -208,7 +208,7 @@ def test_remove_keeps_another_current_builder(tmp_path: Path) -> None:
 
 
 def test_kept_kubeconfig_is_private_and_removed_with_the_builder(tmp_path: Path) -> None:
-    path = instance.keep_kubeconfig(tmp_path, "kbx-demo", "apiVersion: v1\n")
+    path = instance.keep_kubeconfig_copy(tmp_path, "kbx-demo", "apiVersion: v1\n")
     assert (
         path
         == instance.kept_kubeconfig(tmp_path, "kbx-demo")

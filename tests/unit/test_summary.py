@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kubebuildx import progress, summary
+from kubebuildx import build, progress, summary
 from kubebuildx.builder import BuilderSpec, plan
 from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
@@ -34,7 +34,7 @@ def spec(emulated: dict[Platform, Platform] | None = None) -> BuilderSpec:
     return plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=native, emulated=emulated)
 
 
-def result(**kw: object) -> summary.BuildResult:
+def result(**kw: object) -> build.BuildResult:
     args: dict[str, object] = {
         "spec": spec(),
         "timings": timings(),
@@ -44,7 +44,7 @@ def result(**kw: object) -> summary.BuildResult:
         "seconds": 23.456,
     }
     args.update(kw)
-    return summary.BuildResult(**args)  # type: ignore[arg-type]
+    return build.BuildResult(**args)  # type: ignore[arg-type]
 
 
 def test_outputs() -> None:
@@ -101,7 +101,7 @@ def test_outputs_without_an_image() -> None:
 
 @pytest.mark.parametrize("value", [None, 42, ["sha256:a"]])
 def test_digest_that_is_not_a_string(value: object) -> None:
-    assert summary.digest({"containerimage.digest": value}) == ""
+    assert result(metadata={"containerimage.digest": value}).digest == ""
 
 
 def test_markdown() -> None:
