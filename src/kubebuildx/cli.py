@@ -186,7 +186,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     from kubebuildx import instance, pipeline
 
-    pipeline.clean_up(instance.buildx_dir(), args.name, None, True)
+    pipeline.clean_up(instance.buildx_dir(os.environ), args.name, None, True)
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,15 +65,15 @@ def instance_json(spec: BuilderSpec, kubeconfig: str) -> str:
     return go_json(node_group(spec, kubeconfig))
 
 
-def current_json(name: str, docker_host: str | None = None) -> str:
-    """``current``: makes the builder the default, whatever docker context is active."""
-    key = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+def current_json(name: str, docker_host: str = "") -> str:
+    """``current``: makes the builder the default, whatever docker context is active.
+    ``docker_host`` is the job's $DOCKER_HOST, which buildx keys it by."""
+    key = docker_host or DEFAULT_DOCKER_HOST
     return go_json({"Key": key, "Name": name, "Global": True})
 
 
-def buildx_dir(env: dict[str, str] | None = None) -> Path:
+def buildx_dir(env: Mapping[str, str]) -> Path:
     """Where buildx keeps its store: $BUILDX_CONFIG, else $DOCKER_CONFIG/buildx, else ~/.docker/buildx."""
-    env = dict(os.environ) if env is None else env
     if env.get("BUILDX_CONFIG"):
         return Path(env["BUILDX_CONFIG"])
     if env.get("DOCKER_CONFIG"):
@@ -81,13 +81,15 @@ def buildx_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("HOME", str(Path.home()))) / ".docker" / "buildx"
 
 
-def write(spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool = True) -> Path:
+def write(
+    spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool = True, docker_host: str = ""
+) -> Path:
     """Write the instance file (and ``current``, ``activity``) into buildx's store."""
     path = store / "instances" / spec.name
     atomic_write(path, instance_json(spec, kubeconfig))
     atomic_write(store / "activity" / spec.name, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     if make_current:
-        atomic_write(store / "current", current_json(spec.name))
+        atomic_write(store / "current", current_json(spec.name, docker_host))
     return path
 
 
@@ -123,6 +125,7 @@ def materialize(
     *,
     keep_kubeconfig: bool,
     kubeconfig_ref: str | None = None,
+    docker_host: str = "",
 ) -> Path:
     """Write the builder's instance file into the store; return its path.
 
@@ -134,4 +137,4 @@ def materialize(
     ref = kubeconfig
     if keep_kubeconfig:
         ref = keep_kubeconfig_copy(store, spec.name, kubeconfig.read_text())
-    return write(spec, str(ref) if kubeconfig_ref is None else kubeconfig_ref, store)
+    return write(spec, str(ref) if kubeconfig_ref is None else kubeconfig_ref, store, docker_host=docker_host)

@@ -143,6 +143,7 @@ def write_instance(
             run.store,
             keep_kubeconfig=keep_kubeconfig or not run.inputs.cleanup,  # a warm builder outlives the run
             kubeconfig_ref=kubeconfig_ref,
+            docker_host=run.env.get("DOCKER_HOST", ""),
         )
         runner.info(f"builder {spec.name}: " + ", ".join(f"{n.name} → {n.platform}" for n in spec.nodes))
         runner.info(f"instance file {path}")
@@ -189,13 +190,12 @@ def publish(run: Run, result: build.BuildResult) -> None:
         if build_artifacts.records_digest(run.inputs, result):
             with runner.group("Recording the digest for the merge"):
                 upload = build_artifacts.can_upload(run.inputs, run.env)
-                row = build_artifacts.record_digest(
-                    run.inputs, result, run.digest_dir(result.spec), upload=upload
-                )
+                folder = run.digest_dir(result.spec)
+                row = build_artifacts.record_digest(run.inputs, result, folder, run.env, upload=upload)
             extra += [row] if row else []
         if build_artifacts.uploads_output(run.inputs, result, run.env):
             with runner.group("Uploading artifacts"):
-                extra.insert(0, build_artifacts.upload_output(run.inputs, Path(result.output_dir)))
+                extra.insert(0, build_artifacts.upload_output(run.inputs, Path(result.output_dir), run.env))
     except KubebuildxError as exc:
         failure = exc
     with runner.group("Outputs and summary"):

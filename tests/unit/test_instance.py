@@ -113,11 +113,17 @@ def test_current_json_is_golden() -> None:
     assert instance.current_json("kbx-demo", "unix:///var/run/docker.sock") == golden
 
 
-def test_current_json_uses_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_HOST", "tcp://docker:2376")
-    assert json.loads(instance.current_json("b")) == {"Key": "tcp://docker:2376", "Name": "b", "Global": True}
-    monkeypatch.delenv("DOCKER_HOST")
+def test_current_json_uses_docker_host(tmp_path: Path) -> None:
+    """The job's $DOCKER_HOST, handed in (test_pipeline checks it comes from the job's environment)."""
+    docker_host = "tcp://docker:2376"
+    assert json.loads(instance.current_json("b", docker_host)) == {
+        "Key": docker_host,
+        "Name": "b",
+        "Global": True,
+    }
     assert json.loads(instance.current_json("b"))["Key"] == "unix:///var/run/docker.sock"
+    instance.write(two_node(), "/tmp/k", tmp_path, docker_host=docker_host)
+    assert json.loads((tmp_path / "current").read_text())["Key"] == docker_host
 
 
 @pytest.mark.parametrize(

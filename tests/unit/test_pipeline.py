@@ -178,7 +178,14 @@ def job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Job]:
     monkeypatch.setattr(cmd, "run", cluster.run)
     monkeypatch.setattr(cmd, "stream", cluster.stream)
     monkeypatch.setattr(runner, "_masked", set())
-    for key in ("GITHUB_ACTIONS", "RUNNER_TEMP", "ACTIONS_RUNTIME_TOKEN", "KUBECONFIG", "DOCKER_CONFIG"):
+    for key in (
+        "GITHUB_ACTIONS",
+        "RUNNER_TEMP",
+        "ACTIONS_RUNTIME_TOKEN",
+        "KUBECONFIG",
+        "DOCKER_CONFIG",
+        "DOCKER_HOST",
+    ):
         monkeypatch.delenv(key, raising=False)
     (tmp_path / "temp").mkdir()
     monkeypatch.setenv("KUBEBUILDX_TEMP", str(tmp_path / "temp"))
@@ -403,3 +410,16 @@ def test_the_post_step_cleans_up_what_the_main_step_saved(
     assert job.cluster.removed()
     assert not workdir.exists()
     assert groups(capsys.readouterr().out) == ["Cleanup"]
+
+
+@pytest.mark.parametrize("docker_host", ["", "tcp://docker:2376"])
+def test_the_builder_is_current_for_the_jobs_docker_host(
+    job: Job, monkeypatch: pytest.MonkeyPatch, docker_host: str
+) -> None:
+    """buildx keys ``current`` by $DOCKER_HOST: the job's, handed down from the entry point."""
+    if docker_host:
+        monkeypatch.setenv("DOCKER_HOST", docker_host)
+    argv = ["instance", "--kubeconfig", str(FIXTURES / "kubeconfig" / "token.yaml"), "--builder", BUILDER]
+    assert cli.main(argv) == 0
+    current = json.loads((job.tmp / "buildx" / "current").read_text())
+    assert current == {"Key": docker_host or "unix:///var/run/docker.sock", "Name": BUILDER, "Global": True}

@@ -68,18 +68,20 @@ def records_digest(inputs: Inputs, result: BuildResult) -> bool:
     return not result.error and bool(result.digest) and push_by_digest(inputs)
 
 
-def upload_output(inputs: Inputs, output_dir: Path) -> str:
+def upload_output(inputs: Inputs, output_dir: Path, env: Mapping[str, str]) -> str:
     """Upload each platform's folder; set the artifact outputs; return the summary table."""
     options = upload_options(inputs)
     uploaded = upload_platform_artifacts(
-        output_dir, options.name, options, per_platform=inputs.artifact_per_platform
+        output_dir, options.name, options, per_platform=inputs.artifact_per_platform, env=env
     )
     for key, value in artifact_outputs(uploaded).items():
         runner.set_output(key, value)
     return f"{SUMMARY_HEADER}\n{summary_rows(uploaded)}" if uploaded else ""
 
 
-def record_digest(inputs: Inputs, result: BuildResult, folder: Path, *, upload: bool) -> str:
+def record_digest(
+    inputs: Inputs, result: BuildResult, folder: Path, env: Mapping[str, str], *, upload: bool
+) -> str:
     """Push by digest: a file named by the digest's hex, uploaded as ``digests-<platform>``
     for the merge job (docker's matrix recipe); the summary's line about it."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -90,7 +92,7 @@ def record_digest(inputs: Inputs, result: BuildResult, folder: Path, *, upload: 
     runner.info(f"digest file: {file}")
     if not upload:
         return ""
-    uploaded = upload_artifact(folder, digest_options(inputs, result), [file])
+    uploaded = upload_artifact(folder, digest_options(inputs, result), [file], env=env)
     if uploaded is None:
         return ""
     return f"Digest artifact for the merge job: [`{uploaded.name}`]({uploaded.url})"
