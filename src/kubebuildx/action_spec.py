@@ -247,6 +247,11 @@ INPUTS: tuple[InputSpec, ...] = (
     ),
 )
 
+# The artifact inputs' values, as actions/upload-artifact takes them: checked by
+# parse_inputs for the action and by artifacts.upload for `kubebuildx upload-artifact`.
+IF_NO_FILES_FOUND = ("warn", "error", "ignore")
+COMPRESSION_LEVELS = range(10)  # 0 (none) to 9 (best)
+
 OUTPUTS: tuple[tuple[str, str], ...] = (
     # summary.step_outputs (build); pipeline.merge_all writes digest and metadata (mode: merge)
     ("builder", "Name of the buildx builder (and prefix of its Deployments)."),

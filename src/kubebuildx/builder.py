@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import BUILDER_NAME_MAX, Inputs
@@ -124,11 +125,8 @@ def buildkitd_flags(flags: str, config: bytes | None) -> tuple[str, ...]:
     chosen = bool(_entitlements_seen_by_buildx(parsed))
     in_config = False
     if config:
-        try:
-            # BuildKit's config.Config: Entitlements `toml:"insecure-entitlements"`
-            entitlements = tomllib.loads(config.decode()).get("insecure-entitlements") or []
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
+        # BuildKit's config.Config: Entitlements `toml:"insecure-entitlements"`
+        entitlements = read_config(config)[1].get("insecure-entitlements") or []
         in_config = "network.host" in entitlements
     if not chosen and not in_config:
         parsed.append(NETWORK_HOST_FLAG)
@@ -172,6 +170,15 @@ def plan(
     return BuilderSpec(name, namespace, tuple(nodes), buildkitd_flags(inputs.buildkitd_flags, config), files)
 
 
+def read_config(config: bytes) -> tuple[str, dict[str, Any]]:
+    """The BuildKit config as text and as TOML, or InputError: the one place it is parsed."""
+    try:
+        text = config.decode()
+        return text, tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
+
+
 BUILDKIT_CONFIG_DIR = "/etc/buildkit"  # where buildx's kubernetes driver mounts the config files
 
 
@@ -180,11 +187,7 @@ def config_files(config: bytes, read: Callable[[str], bytes]) -> tuple[tuple[str
     confutil.LoadConfigFiles lays them out: each CA and key pair file travels
     as ``certs/<registry>/<file>``, and the config points at where the driver
     mounts it (``/etc/buildkit/certs/...``), not at a path on this machine."""
-    try:
-        text = config.decode()
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
+    text, data = read_config(config)
     extra: dict[str, bytes] = {}
     for registry, conf in (data.get("registry") or {}).items():
         if not isinstance(conf, dict):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubebuildx import platforms as plat
-from kubebuildx.action_spec import INPUTS
+from kubebuildx.action_spec import COMPRESSION_LEVELS, IF_NO_FILES_FOUND, INPUTS
 from kubebuildx.errors import InputError
 from kubebuildx.platforms import Platform
 
@@ -352,8 +352,11 @@ def parse_inputs(raw: Mapping[str, str]) -> Inputs:
         else _int("retention-days", str(values["retention_days"]), 0, 400)
     )
     values["retention_days"] = days or None
-    values["compression_level"] = _int("compression-level", str(values["compression_level"] or "6"), 0, 9)
-    if values["if_no_files_found"] not in {"warn", "error", "ignore"}:
+    low, high = COMPRESSION_LEVELS[0], COMPRESSION_LEVELS[-1]
+    values["compression_level"] = _int(
+        "compression-level", str(values["compression_level"] or "6"), low, high
+    )
+    if values["if_no_files_found"] not in IF_NO_FILES_FOUND:
         raise InputError(
             f"input 'if-no-files-found' must be warn, error or ignore, got {values['if_no_files_found']!r}"
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kubebuildx import builder
-from kubebuildx.builder import NETWORK_HOST_FLAG, NodeSpec, plan
+from kubebuildx.builder import NETWORK_HOST_FLAG, NodeSpec, config_files, plan, read_config
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import BUILDER_NAME_MAX, parse_inputs
 from kubebuildx.platforms import Platform
@@ -301,3 +301,22 @@ def test_config_files_name_an_unreadable_certificate(tmp_path: Path) -> None:
     config = b'[registry."r"]\n  ca = ["/nope/ca.pem"]\n'
     with pytest.raises(InputError, match=re.escape("/nope/ca.pem")):
         builder.config_files(config, lambda p: Path(p).read_bytes())
+
+
+@pytest.mark.parametrize("config", [b"[registry", b"\xff\xfe", b'insecure-entitlements = "x" = 1'])
+def test_a_config_that_is_not_toml_fails_the_same_way_wherever_it_is_read(config: bytes) -> None:
+    with pytest.raises(InputError, match="the BuildKit config is not valid TOML") as flags:
+        plan(parse_inputs({}), name="b", namespace="ns", native=(AMD64,), config=config)
+    with pytest.raises(InputError, match="the BuildKit config is not valid TOML") as files:
+        config_files(config, lambda path: b"")
+    assert str(flags.value) == str(files.value)
+
+
+def test_read_config_gives_the_text_and_the_table() -> None:
+    text = 'insecure-entitlements = ["network.host"]\n[registry."r:5000"]\n  http = true\n'
+    assert read_config(text.encode()) == (
+        text,
+        {"registry": {"r:5000": {"http": True}}, "insecure-entitlements": ["network.host"]},
+    )
+    spec = plan(parse_inputs({}), name="b", namespace="ns", native=(AMD64,), config=text.encode())
+    assert NETWORK_HOST_FLAG not in spec.flags  # the entitlement is chosen in the config itself

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kubebuildx import runner
+from kubebuildx.action_spec import IF_NO_FILES_FOUND
 from kubebuildx.artifacts.upload import (
-    IF_NO_FILES_FOUND,
     SUMMARY_HEADER,
     UploadOptions,
     summary_rows,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubebuildx import runner
+from kubebuildx.action_spec import COMPRESSION_LEVELS, IF_NO_FILES_FOUND
 from kubebuildx.artifacts import service
 from kubebuildx.artifacts.blob import BlockUploader, block_size_for
 from kubebuildx.artifacts.names import platform_artifact_name, platform_from_dirname, validate_artifact_name
@@ -23,7 +24,6 @@ from kubebuildx.artifacts.service import BackendIds, TwirpClient
 from kubebuildx.artifacts.zipstream import Entry, collect, write_zip
 from kubebuildx.errors import ArtifactError, InputError
 
-IF_NO_FILES_FOUND = ("warn", "error", "ignore")
 ALL_PLATFORMS = "all"
 SUMMARY_HEADER = "| Platform | Artifact | Size | Link |\n| --- | --- | --- | --- |"
 
@@ -48,7 +48,7 @@ class UploadedArtifact:
 
 def validate_options(options: UploadOptions) -> None:
     validate_artifact_name(options.name)
-    if not 0 <= options.compression_level <= 9:
+    if options.compression_level not in COMPRESSION_LEVELS:
         raise InputError(
             f"compression-level must be between 0 and 9, got {options.compression_level}.",
             hint="use 0 (no compression, fastest) to 9 (smallest); the default is 6",
