@@ -92,24 +92,16 @@ def start(inputs: Inputs, env: Mapping[str, str] | None = None) -> Run:
 
 
 def login(run: Run, refs: tuple[str, ...]) -> Path | None:
-    """Registry credentials to a private 0600 config.json, checked before any build;
-    return that config's folder (our DOCKER_CONFIG), or None without credentials."""
+    """Registry credentials to a private config.json, checked before any build; its
+    folder (our DOCKER_CONFIG), or None when the inputs give no credentials."""
     creds = registry.from_inputs(run.inputs.registry, run.inputs.username, run.inputs.password)
     auths = registry.parse_docker_config(run.inputs.docker_config)
-    if creds is None:
-        if not auths:
-            return None
-        with runner.group("Registry credentials from docker-config"):
-            docker_config = registry.write_config(None, run.workdir, auths)
-            runner.info("registries: " + ", ".join(sorted(auths)))
-        return docker_config
-    with runner.group(f"Logging in to {creds.host}"):
-        docker_config = registry.write_config(creds, run.workdir, auths)
-        warning = registry.check_refs(creds, refs)
-        if warning:
-            runner.warning(warning)
-        runner.info(registry.check_login(creds))
-    run.mark("login")
+    if creds is None and not auths:
+        return None
+    with runner.group(f"Logging in to {creds.host}" if creds else "Registry credentials from docker-config"):
+        docker_config = registry.login(creds, auths, run.workdir, refs)
+    if creds:
+        run.mark("login")
     return docker_config
 
 
@@ -189,9 +181,7 @@ def publish(run: Run, result: build.BuildResult) -> None:
     try:
         if build_artifacts.records_digest(run.inputs, result):
             with runner.group("Recording the digest for the merge"):
-                upload = build_artifacts.can_upload(run.inputs, run.env)
-                folder = run.digest_dir(result.spec)
-                row = build_artifacts.record_digest(run.inputs, result, folder, run.env, upload=upload)
+                row = build_artifacts.record_digest(run.inputs, result, run.digest_dir(result.spec), run.env)
             extra += [row] if row else []
         if build_artifacts.uploads_output(run.inputs, result, run.env):
             with runner.group("Uploading artifacts"):
@@ -199,13 +189,7 @@ def publish(run: Run, result: build.BuildResult) -> None:
     except KubebuildxError as exc:
         failure = exc
     with runner.group("Outputs and summary"):
-        for key, value in summary.step_outputs(result).items():
-            runner.set_output(key, value)
-        runner.append_summary(summary.markdown(result, "\n\n".join(extra)))
-        if result.timings.platforms:
-            runner.info(summary.console_table(result))
-        if result.output_dir:
-            runner.info(f"files: {result.output_dir}/<os>_<arch>/")
+        summary.write(result, "\n\n".join(extra))
     if failure:
         raise failure
 
@@ -290,10 +274,7 @@ def instance_only(
         if configmap:
             from kubebuildx import configmap as configmaps
 
-            configmaps.store(
-                connection.api, connection.server, connection.namespace, configmap, spec.name, text
-            )
-            runner.info(f"stored the instance in ConfigMap {connection.namespace}/{configmap} (key: data)")
+            configmaps.store(connection, configmap, spec.name, text)
         return text
     finally:
         clean_up(run.store, "", run.workdir, False)

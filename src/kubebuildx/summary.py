@@ -1,4 +1,5 @@
-"""Step outputs and the step summary: pure functions from a build result to text."""
+"""Step outputs and the step summary: pure functions from a build result to
+text, and ``write``, the edge that hands them to the runner."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kubebuildx import runner
 from kubebuildx.build import BuildResult
 
 
@@ -116,3 +118,14 @@ def console_table(result: BuildResult) -> str:
     rows.append(["TOTAL", *(_fmt(t.totals.get(c, 0.0)) for c in cols)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows)
+
+
+def write(result: BuildResult, extra: str = "") -> None:
+    """The step outputs, the step summary (with ``extra``: the artifacts' table) and the console table."""
+    for key, value in step_outputs(result).items():
+        runner.set_output(key, value)
+    runner.append_summary(markdown(result, extra))
+    if result.timings.platforms:
+        runner.info(console_table(result))
+    if result.output_dir:
+        runner.info(f"files: {result.output_dir}/<os>_<arch>/")

@@ -79,18 +79,16 @@ def upload_output(inputs: Inputs, output_dir: Path, env: Mapping[str, str]) -> s
     return f"{SUMMARY_HEADER}\n{summary_rows(uploaded)}" if uploaded else ""
 
 
-def record_digest(
-    inputs: Inputs, result: BuildResult, folder: Path, env: Mapping[str, str], *, upload: bool
-) -> str:
+def record_digest(inputs: Inputs, result: BuildResult, folder: Path, env: Mapping[str, str]) -> str:
     """Push by digest: a file named by the digest's hex, uploaded as ``digests-<platform>``
-    for the merge job (docker's matrix recipe); the summary's line about it."""
+    for the merge job (docker's matrix recipe) when the job can upload; the summary's line about it."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     file = folder / merge.digest_file_name(result.digest)
     file.touch()
     runner.info(f"pushed {inputs.image}@{result.digest}")
     runner.info(f"digest file: {file}")
-    if not upload:
+    if not can_upload(inputs, env):
         return ""
     uploaded = upload_artifact(folder, digest_options(inputs, result), [file], env=env)
     if uploaded is None:
