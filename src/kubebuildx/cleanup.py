@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubebuildx import cmd, instance, runner
+from kubebuildx import buildx_store, cmd, runner
 from kubebuildx.builder import buildx_command
 from kubebuildx.errors import KubebuildxError
 
@@ -69,14 +69,14 @@ def run(
                 timeout=120,
                 what=f"buildx rm {name}",
             )
-            instance.remove(name, store)
+            buildx_store.remove(name, store)
         except (KubebuildxError, OSError) as exc:  # keep the instance, so that a retry can still reach it
             runner.warning(f"could not remove builder {name}: {exc}")
     elif name:
         runner.info(f"keeping builder {name} warm (cleanup: false): its Deployments stay")
         if forget_warm:
             try:
-                instance.remove(name, store)
+                buildx_store.remove(name, store)
             except OSError as exc:
                 runner.warning(f"could not forget builder {name}: {exc}")
     if workdir and workdir.is_dir():

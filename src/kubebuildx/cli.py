@@ -184,9 +184,9 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
-    from kubebuildx import instance, pipeline
+    from kubebuildx import buildx_store, pipeline
 
-    pipeline.clean_up(instance.buildx_dir(os.environ), args.name, None, True)
+    pipeline.clean_up(buildx_store.buildx_dir(os.environ), args.name, None, True)
     return 0
 
 

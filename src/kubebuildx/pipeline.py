@@ -27,8 +27,8 @@ from kubebuildx import (
     boot,
     build,
     builder,
+    buildx_store,
     cleanup,
-    instance,
     kube,
     merge,
     preflight,
@@ -85,7 +85,7 @@ def start(inputs: Inputs, env: Mapping[str, str] | None = None) -> Run:
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
     cleanup.PostState(workdir=str(workdir)).save()
-    return Run(inputs, env, workdir, instance.buildx_dir(env))
+    return Run(inputs, env, workdir, buildx_store.buildx_dir(env))
 
 
 # ---- the stages, in the order of the log ----------------------------------------------------
@@ -129,7 +129,7 @@ def write_instance(
 ) -> BuilderSpec:
     with runner.group("Writing the builder instance"):
         spec = builder.spec_for(run.inputs, run.env, connection.namespace, plan)
-        path = instance.materialize(
+        path = buildx_store.materialize(
             spec,
             connection.kubeconfig_path,
             run.store,
@@ -266,10 +266,7 @@ def instance_only(
         spec = write_instance(
             run, connection, plan, keep_kubeconfig=kubeconfig_ref is None, kubeconfig_ref=kubeconfig_ref
         )
-        ref = (
-            str(instance.kept_kubeconfig(run.store, spec.name)) if kubeconfig_ref is None else kubeconfig_ref
-        )
-        text = instance.instance_json(spec, ref)
+        text = buildx_store.instance_file(run.store, spec.name).read_text()
         show(text)
         if configmap:
             from kubebuildx import configmap as configmaps
@@ -289,7 +286,7 @@ def merge_all(inputs: Inputs, env: Mapping[str, str] | None = None) -> int:
         config = builder.buildkit_config(inputs)
         if config and not name:  # registry settings for imagetools, in a store of our own
             spec = merge.registry_builder(config, inputs.platforms[0])
-            instance.write(spec, "", run.workdir / "buildx", make_current=False)
+            buildx_store.write(spec, "", run.workdir / "buildx", make_current=False)
             tool_env, name = {**tool_env, "BUILDX_CONFIG": str(run.workdir / "buildx")}, spec.name
         merged = merge.run(
             image=image,

@@ -32,7 +32,7 @@ ORDER = (
     "configmap",
     "preflight",
     "builder",
-    "instance",
+    "buildx_store",
     "boot",
     "build",
     "merge",

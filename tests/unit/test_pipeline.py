@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from kubebuildx import action, cleanup, cli, cmd, instance, kube, runner
+from kubebuildx import action, buildx_store, cleanup, cli, cmd, kube, runner
 from kubebuildx.artifacts import build_artifacts
 from kubebuildx.errors import ArtifactError, ToolError
 
@@ -335,7 +335,7 @@ def test_cleanup_only_warns_on_oserror_and_keeps_the_build_error(
     def locked(name: str, store: Path) -> None:
         raise PermissionError(13, "Permission denied", str(store / "instances" / name))
 
-    monkeypatch.setattr(instance, "remove", locked)
+    monkeypatch.setattr(buildx_store, "remove", locked)
     assert cli.main(build_argv()) == 6
     out, err = capsys.readouterr()
     assert f"warning: could not remove builder {BUILDER}: [Errno 13] Permission denied" in err
@@ -390,7 +390,7 @@ def test_instance_points_at_a_kept_kubeconfig_copy(job: Job, capsys: pytest.Capt
     assert cli.main([*argv, "--print"]) == 0
     out = capsys.readouterr().out
     printed = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
-    kept = instance.kept_kubeconfig(job.tmp / "buildx", BUILDER)
+    kept = buildx_store.kept_kubeconfig(job.tmp / "buildx", BUILDER)
     assert kept.is_file() and oct(kept.stat().st_mode & 0o777) == "0o600"
     assert all(
         n["Endpoint"].endswith("&kubeconfig=" + str(kept).replace("/", "%2F")) for n in printed["Nodes"]

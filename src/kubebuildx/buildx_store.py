@@ -1,4 +1,5 @@
-"""The builder spec as buildx's own store: the instance file and ``current``.
+"""buildx's own store: the builder's instance file, ``current`` and
+``activity``, and the private kubeconfig copy a warm builder keeps next to it.
 
 Mirrors buildx v0.36.1 exactly (store/nodegroup.go, store/store.go,
 builder/builder.go): the JSON is what Go's encoding/json writes for
@@ -85,12 +86,16 @@ def write(
     spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool = True, docker_host: str = ""
 ) -> Path:
     """Write the instance file (and ``current``, ``activity``) into buildx's store."""
-    path = store / "instances" / spec.name
+    path = instance_file(store, spec.name)
     atomic_write(path, instance_json(spec, kubeconfig))
     atomic_write(store / "activity" / spec.name, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     if make_current:
         atomic_write(store / "current", current_json(spec.name, docker_host))
     return path
+
+
+def instance_file(store: Path, name: str) -> Path:
+    return store / "instances" / name
 
 
 def kept_kubeconfig(store: Path, name: str) -> Path:
