@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubebuildx import cmd, files, progress, runner
+from kubebuildx import cmd, files, progress, registry, runner
 from kubebuildx import platforms as plat
 from kubebuildx.boot import Booted
 from kubebuildx.builder import BuilderSpec, buildx_command
+from kubebuildx.errors import BuildError
 from kubebuildx.inputs import Inputs
 from kubebuildx.platforms import Platform
 from kubebuildx.progress import Timings
@@ -195,6 +196,17 @@ class BuildResult:
         """The pushed image's digest (``containerimage.digest``); empty when nothing was pushed."""
         value = self.metadata.get("containerimage.digest", "")
         return value if isinstance(value, str) else ""
+
+
+def failure(result: BuildResult, *, logged_in: bool) -> BuildError | None:
+    """The error a failed build ends the run with, once its outputs and summary are written."""
+    if not result.error:
+        return None
+    return BuildError(
+        result.error,
+        hint=registry.push_hint(result.error, logged_in=logged_in)
+        or "the failing step's log is in the 'Building' group above",
+    )
 
 
 def write_secrets(inputs: Inputs, folder: Path) -> tuple[tuple[str, Path], ...]:

@@ -37,7 +37,7 @@ from kubebuildx import (
     summary,
 )
 from kubebuildx.builder import BuilderSpec
-from kubebuildx.errors import BuildError, KubebuildxError
+from kubebuildx.errors import KubebuildxError
 from kubebuildx.inputs import Inputs
 
 # ---- where a run keeps its files ------------------------------------------------------------
@@ -224,12 +224,7 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_clea
         booted = boot_builder(run, connection, spec)
         result = run_build(run, booted, docker_config)
         publish(run, result)
-        if result.error:
-            failure = BuildError(
-                result.error,
-                hint=registry.push_hint(result.error, logged_in=docker_config is not None)
-                or "the failing step's log is in the 'Building' group above",
-            )
+        failure = build.failure(result, logged_in=docker_config is not None)
     finally:
         write_marks(run)
         if not post_cleanup:
