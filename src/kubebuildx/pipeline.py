@@ -1,16 +1,17 @@
 """The only place that knows the order. It reads like the log of a build:
 
-Logging in to <registry> → Connecting to the cluster → Preflight → Writing the
-builder instance → Booting builder <name> → Checking each node builds natively
-→ Building <platforms> → Recording the digest for the merge → Uploading
-artifacts → Outputs and summary → Cleanup (in the action: its post step)
+Logging in to <registry> (or Registry credentials from docker-config) →
+Connecting to the cluster → Preflight → Writing the builder instance → Booting
+builder <name> → Checking each node builds natively → Building <platforms> →
+Recording the digest for the merge → Uploading artifacts → Outputs and summary
+→ Cleanup (in the action: its post step)
 
 Each stage is a function of its own module that takes and returns frozen
 values (``kube.Connection``, ``preflight.Plan``, ``BuilderSpec``,
 ``boot.Booted``, ``build.BuildResult``). This module opens the log groups,
 hands the values on, and keeps a build error until the outputs and the summary
-are written. Where a run keeps its files is decided here, at the top, and
-nowhere else.
+are written. The run's own folders (``temp_root``, ``start``, ``Run``) are
+decided at the top.
 """
 
 from __future__ import annotations
