@@ -423,3 +423,22 @@ def test_the_builder_is_current_for_the_jobs_docker_host(
     assert cli.main(argv) == 0
     current = json.loads((job.tmp / "buildx" / "current").read_text())
     assert current == {"Key": docker_host or "unix:///var/run/docker.sock", "Name": BUILDER, "Global": True}
+
+
+def test_the_trace_marks_each_stage_in_order(job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/overhead.py reads these marks: their names, and that they follow the stages."""
+    trace = job.tmp / "trace.json"
+    monkeypatch.setenv("KUBEBUILDX_TRACE", str(trace))
+    assert cli.main(build_argv()) == 0
+    marks = json.loads(trace.read_text())
+    order = [
+        "connected",
+        "preflight",
+        "instance",
+        "boot-start",
+        "boot-end",
+        "verified",
+        "build-start",
+        "build-end",
+    ]
+    assert sorted(marks, key=marks.__getitem__) == order
