@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "kubebuildx"
 ORDER = (
     # helpers: errors, files, the runner's I/O, subprocesses, platforms, declarations
     "errors",
+    "cancel",  # issue 10's cancel flag: imports nothing of ours
     "files",
     "runner",
     "cmd",
