@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from kubebuildx import action, runner
+from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError
-from kubebuildx.inputs import INPUTS, parse_inputs
+from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
 
 
