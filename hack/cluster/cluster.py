@@ -563,12 +563,12 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_install(lay: Layout, _args: argparse.Namespace) -> int:
+def cmd_install(lay: Layout, args: argparse.Namespace) -> int:
     started_at = time.monotonic()
     apt, built = install.ensure_all(lay)
     if ensure_base_image(lay, apt):
         built.append("base image")
-    if ensure_stand_in_inputs(lay):
+    if not args.no_rootfs and ensure_stand_in_inputs(lay):
         built.append("python rootfs for the action image's base")
     what = ", ".join(built) or "nothing (caches hit)"
     say(f"installed in {time.monotonic() - started_at:.1f}s; built: {what}")
@@ -642,8 +642,10 @@ def cmd_check_fresh(lay: Layout, args: argparse.Namespace) -> int:
         env.pop("XDG_CACHE_HOME", None)
         say(f"install into an empty cache {fresh.cache} and HOME {home} (Go caches: {go_caches})")
         started_at = time.monotonic()
+        # The python rootfs tars are images, not binaries, and take minutes under qemu;
+        # every fresh CI machine makes them anyway before the image tests use them.
         result = subprocess.run(
-            [sys.executable, str(HERE / "cluster.py"), "install"],
+            [sys.executable, str(HERE / "cluster.py"), "install", "--no-rootfs"],
             env=env,
             stdin=subprocess.DEVNULL,
             check=False,
@@ -895,9 +897,15 @@ def parser() -> argparse.ArgumentParser:
         help="install what is missing, start what is not running (idempotent); prints timings "
         "and where each log lives",
     ).set_defaults(func=cmd_up)
-    sub.add_parser(
-        "install", help="only install and build what is missing (Debian packages, Go binaries, base image)"
-    ).set_defaults(func=cmd_install)
+    install_cmd = sub.add_parser(
+        "install",
+        help="only install and build what is missing (Debian packages, Go binaries, base image, "
+        "the rootfs of the action image's stand-in bases)",
+    )
+    install_cmd.add_argument(
+        "--no-rootfs", action="store_true", help="leave out the stand-in bases' rootfs (mmdebstrap)"
+    )
+    install_cmd.set_defaults(func=cmd_install)
     fresh = sub.add_parser(
         "check-fresh",
         help="install into an empty cache and HOME (Go caches kept warm) and check that every "

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from kubebuildx import hostpaths, kubeconfig, pipeline, registry, runner
-from kubebuildx.inputs import INPUTS, Inputs, parse_inputs
+from kubebuildx import cleanup, hostpaths, kubeconfig, pipeline, registry, runner
+from kubebuildx.action_spec import INPUTS
+from kubebuildx.inputs import Inputs, parse_inputs
 
 
 def raw_inputs(env: Mapping[str, str]) -> dict[str, str]:
@@ -65,17 +66,15 @@ def from_job(inputs: Inputs, env: Mapping[str, str], mounts: hostpaths.Mounts) -
 
 def post(env: Mapping[str, str] | None = None) -> int:
     env = dict(os.environ) if env is None else dict(env)
-    name = runner.get_state("builder")
-    store = runner.get_state("store")
-    workdir = runner.get_state("workdir")
-    if not (name or workdir):
+    state = cleanup.PostState.load(env)
+    if not (state.builder or state.workdir):
         runner.info("nothing to clean up")
         return 0
-    pipeline.cleanup(
-        Path(store) if store else Path(),
-        name,
-        Path(workdir) if workdir else None,
-        runner.get_state("cleanup") != "false",
+    pipeline.clean_up(
+        Path(state.store) if state.store else Path(),
+        state.builder,
+        Path(state.workdir) if state.workdir else None,
+        state.remove_builder,
         forget_warm=True,
     )
     return 0

@@ -1,26 +1,32 @@
-"""From inputs to the one ``buildx build`` argv. Pure: secrets arrive as
-files already written by the pipeline, paths are given."""
+"""Building: from inputs to the one ``buildx build`` argv, then the build itself.
+
+The argv is pure (paths and the secret files are given) and tested with
+tables that assert it exactly; so are the decisions around it: the local
+output, the provenance builder id. The edges, ``prepare`` (secret files, an
+empty output folder) and ``run`` (buildx build, its progress, its metadata),
+are at the end.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from kubebuildx import cmd, files, progress, registry, runner
 from kubebuildx import platforms as plat
-from kubebuildx.errors import InputError
+from kubebuildx.boot import Booted
+from kubebuildx.builder import BuilderSpec, buildx_command
+from kubebuildx.errors import BuildError
 from kubebuildx.inputs import Inputs
 from kubebuildx.platforms import Platform
-
-
-def buildx_command() -> list[str]:
-    """Standalone ``buildx`` when on PATH, else the docker CLI plugin."""
-    if shutil.which("buildx"):
-        return ["buildx"]
-    return ["docker", "buildx"]
+from kubebuildx.progress import Timings
 
 
 def local_output(dest: Path) -> str:
@@ -92,22 +98,35 @@ def secret_env_args(inputs: Inputs) -> list[str]:
     return args
 
 
+def writes_local_output(inputs: Inputs) -> bool:
+    """Neither push nor outputs: the build writes the local output folder, one subfolder per platform."""
+    return not inputs.outputs and not inputs.push
+
+
+def builder_id(env: Mapping[str, str]) -> str:
+    """The provenance ``builder-id``: this workflow run's URL, as build-push-action sets it."""
+    server, repo, run_id = (
+        env.get("GITHUB_SERVER_URL"),
+        env.get("GITHUB_REPOSITORY"),
+        env.get("GITHUB_RUN_ID"),
+    )
+    if server and repo and run_id:
+        attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
+        return f"{server}/{repo}/actions/runs/{run_id}/attempts/{attempt}"
+    return ""
+
+
 def push_by_digest(inputs: Inputs) -> bool:
     """push with no tags: each platform job pushes by digest to ``image``, a merge job tags."""
     return inputs.push and not inputs.tags and not inputs.outputs
 
 
-def outputs(inputs: Inputs, output_dir: Path) -> list[str]:
-    if inputs.outputs:
-        return list(inputs.outputs)
-    if inputs.push:
-        if push_by_digest(inputs):
-            if not inputs.image:
-                raise InputError(
-                    "push is set but there are neither tags nor an image",
-                    hint="set tags (e.g. ghcr.io/owner/app:latest), or image (e.g. ghcr.io/owner/app) "
-                    "to push by digest",
-                )
+def output_args(inputs: Inputs, output_dir: Path) -> list[str]:
+    """The ``--output`` values of ``buildx build``."""
+    if not writes_local_output(inputs):
+        if inputs.outputs:
+            return list(inputs.outputs)
+        if push_by_digest(inputs):  # parse_inputs made sure that image is set
             # docker's matrix recipe: https://docs.docker.com/build/ci/github-actions/multi-platform/
             return [f"type=image,name={inputs.image},push-by-digest=true,name-canonical=true,push=true"]
         return ["type=image,push=true"]
@@ -136,7 +155,7 @@ def argv(
         *_each("--file", [inputs.file] if inputs.file else []),
         *_each("--label", inputs.labels),
         *_each("--no-cache-filter", inputs.no_cache_filters),
-        *_each("--output", outputs(inputs, paths.output_dir)),
+        *_each("--output", output_args(inputs, paths.output_dir)),
         "--platform", plat.join(platforms),
         *attest_args(inputs, builder_id),
         *secret_args(inputs, paths.secret_files),
@@ -155,3 +174,106 @@ def argv(
 def _each(flag: str, values: Sequence[str]) -> list[str]:
     """``--flag v1 --flag v2``: one flag per value, as buildx repeats them."""
     return [word for value in values for word in (flag, value)]
+
+
+# ---- the edges: prepare, then build ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What the build left: the summary and the step outputs are written from it, failed or not."""
+
+    spec: BuilderSpec
+    timings: Timings
+    pod_nodes: Mapping[str, str]  # buildx node → Kubernetes node its pod ran on
+    metadata: Mapping[str, Any]
+    output_dir: str  # the local output folder; empty when push or outputs is set
+    seconds: float
+    error: str = ""
+
+    @property
+    def digest(self) -> str:
+        """The pushed image's digest (``containerimage.digest``); empty when nothing was pushed."""
+        value = self.metadata.get("containerimage.digest", "")
+        return value if isinstance(value, str) else ""
+
+
+def failure(result: BuildResult, *, logged_in: bool) -> BuildError | None:
+    """The error a failed build ends the run with, once its outputs and summary are written."""
+    if not result.error:
+        return None
+    return BuildError(
+        result.error,
+        hint=registry.push_hint(result.error, logged_in=logged_in)
+        or "the failing step's log is in the 'Building' group above",
+    )
+
+
+def write_secrets(inputs: Inputs, folder: Path) -> tuple[tuple[str, Path], ...]:
+    """The ``secrets`` input as private files for ``--secret id=...,src=...``, masked as they are read."""
+    out = []
+    for item in inputs.secrets:
+        key, _, value = item.partition("=")
+        runner.mask(value)
+        path = folder / key.replace("/", "_")
+        files.atomic_write(path, value)
+        out.append((key, path))
+    return tuple(out)
+
+
+def prepare(inputs: Inputs, workdir: Path, output_dir: Path) -> BuildPaths:
+    """Secret files in the private ``workdir``; an empty local output folder when the build writes one."""
+    if writes_local_output(inputs):
+        shutil.rmtree(output_dir, ignore_errors=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    return BuildPaths(workdir / "metadata.json", output_dir, write_secrets(inputs, workdir / "secrets"))
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data: dict[str, Any] = json.loads(path.read_text() or "{}")
+    except ValueError:
+        return {}
+    return data
+
+
+def run(
+    inputs: Inputs, booted: Booted, paths: BuildPaths, *, builder_id: str, env: Mapping[str, str]
+) -> BuildResult:
+    """``buildx build``, its progress shown as a plain log. A failed build is a
+    result with its error (the last error lines), not an exception, so that the
+    outputs and the summary are still written."""
+    spec = booted.spec
+    command = argv(
+        inputs,
+        builder=spec.name,
+        platforms=spec.platforms,
+        paths=paths,
+        builder_id=builder_id,
+        buildx=buildx_command(),
+    )
+    prog = progress.Progress()
+
+    def show(line: str) -> None:
+        for text in prog.feed(line):
+            runner.info(text)
+
+    started = time.monotonic()
+    code = cmd.stream(command, on_stdout=show, on_stderr=show, env=dict(env))
+    seconds = time.monotonic() - started
+    single = str(spec.platforms[0]) if len(spec.platforms) == 1 else ""
+    error = ""
+    if code != 0:
+        error = "\n".join(prog.errors()[-3:] + prog.other[-5:]) or f"buildx build exited {code}"
+    local = str(paths.output_dir) if writes_local_output(inputs) else ""
+    return BuildResult(
+        spec,
+        prog.timings(single),
+        dict(booted.pod_nodes),
+        _metadata(paths.metadata_file),
+        local,
+        seconds,
+        runner.redact(error),
+    )

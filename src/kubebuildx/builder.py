@@ -8,18 +8,19 @@ import hashlib
 import re
 import secrets
 import shlex
+import shutil
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import BUILDER_NAME_MAX, Inputs
+from kubebuildx.kube import ARCH_LABEL, OS_LABEL
 from kubebuildx.platforms import Platform
+from kubebuildx.preflight import Plan
 
-ARCH_LABEL = "kubernetes.io/arch"
-OS_LABEL = "kubernetes.io/os"
-DEFAULT_NAMESPACE = "buildkit"
 NETWORK_HOST_FLAG = "--allow-insecure-entitlement=network.host"
 
 
@@ -31,10 +32,6 @@ class NodeSpec:
     platform: Platform
     driver_opts: tuple[tuple[str, str], ...]
     emulated_on: Platform | None = None  # qemu-fallback: the CPU that emulates ``platform``
-
-    @property
-    def deployment(self) -> str:
-        return self.name
 
 
 @dataclass(frozen=True)
@@ -49,11 +46,12 @@ class BuilderSpec:
     def platforms(self) -> tuple[Platform, ...]:
         return tuple(n.platform for n in self.nodes)
 
-    def node_for(self, platform: Platform) -> NodeSpec:
-        for node in self.nodes:
-            if node.platform == platform:
-                return node
-        raise KeyError(str(platform))
+
+def buildx_command() -> list[str]:
+    """Standalone ``buildx`` when on PATH, else the docker CLI plugin: every stage calls buildx so."""
+    if shutil.which("buildx"):
+        return ["buildx"]
+    return ["docker", "buildx"]
 
 
 def _slug(text: str) -> str:
@@ -127,11 +125,8 @@ def buildkitd_flags(flags: str, config: bytes | None) -> tuple[str, ...]:
     chosen = bool(_entitlements_seen_by_buildx(parsed))
     in_config = False
     if config:
-        try:
-            # BuildKit's config.Config: Entitlements `toml:"insecure-entitlements"`
-            entitlements = tomllib.loads(config.decode()).get("insecure-entitlements") or []
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
+        # BuildKit's config.Config: Entitlements `toml:"insecure-entitlements"`
+        entitlements = read_config(config)[1].get("insecure-entitlements") or []
         in_config = "network.host" in entitlements
     if not chosen and not in_config:
         parsed.append(NETWORK_HOST_FLAG)
@@ -175,6 +170,15 @@ def plan(
     return BuilderSpec(name, namespace, tuple(nodes), buildkitd_flags(inputs.buildkitd_flags, config), files)
 
 
+def read_config(config: bytes) -> tuple[str, dict[str, Any]]:
+    """The BuildKit config as text and as TOML, or InputError: the one place it is parsed."""
+    try:
+        text = config.decode()
+        return text, tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
+
+
 BUILDKIT_CONFIG_DIR = "/etc/buildkit"  # where buildx's kubernetes driver mounts the config files
 
 
@@ -183,11 +187,7 @@ def config_files(config: bytes, read: Callable[[str], bytes]) -> tuple[tuple[str
     confutil.LoadConfigFiles lays them out: each CA and key pair file travels
     as ``certs/<registry>/<file>``, and the config points at where the driver
     mounts it (``/etc/buildkit/certs/...``), not at a path on this machine."""
-    try:
-        text = config.decode()
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"the BuildKit config is not valid TOML: {exc}") from None
+    text, data = read_config(config)
     extra: dict[str, bytes] = {}
     for registry, conf in (data.get("registry") or {}).items():
         if not isinstance(conf, dict):
@@ -210,3 +210,37 @@ def config_files(config: bytes, read: Callable[[str], bytes]) -> tuple[tuple[str
             for quote in ('"', "'"):
                 text = text.replace(f"{quote}{path}{quote}", f"{quote}{BUILDKIT_CONFIG_DIR}/{name}{quote}")
     return (("buildkitd.toml", text.encode()), *sorted(extra.items()))
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def buildkit_config(inputs: Inputs, read: Callable[[str], bytes] = _read) -> bytes | None:
+    """The BuildKit config: inline, or the file parse_inputs checked exists."""
+    if inputs.buildkitd_config_inline:
+        return inputs.buildkitd_config_inline.encode()
+    if inputs.buildkitd_config:
+        return read(inputs.buildkitd_config)
+    return None
+
+
+def spec_for(
+    inputs: Inputs,
+    env: Mapping[str, str],
+    namespace: str,
+    placement: Plan,
+    read: Callable[[str], bytes] = _read,
+) -> BuilderSpec:
+    """The builder for preflight's plan: its name, nodes, flags and config files."""
+    name = inputs.builder or default_builder_name(env, placement.platforms, keep=not inputs.cleanup)
+    config = buildkit_config(inputs, read)
+    return plan(
+        inputs,
+        name=name,
+        namespace=namespace,
+        native=placement.native,
+        emulated=placement.emulated,
+        config=config,
+        files=config_files(config, read) if config else (),
+    )

@@ -18,8 +18,9 @@ from pathlib import Path
 from types import FrameType
 
 from kubebuildx import __version__, kubeconfig, runner
+from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError, KubebuildxError
-from kubebuildx.inputs import INPUTS, parse_inputs
+from kubebuildx.inputs import parse_inputs
 
 _COMMON = {
     "kubeconfig",
@@ -151,39 +152,19 @@ def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
 def _cmd_preflight(args: argparse.Namespace) -> int:
     from kubebuildx import pipeline
 
-    run = pipeline.start(parse_inputs(raw_from_args(args)))
-    try:
-        pipeline.connect(run)
-        pipeline.check(run)
-    finally:
-        pipeline.cleanup(run.store, "", run.workdir, False)
+    pipeline.preflight_only(parse_inputs(raw_from_args(args)))
     return 0
 
 
 def _cmd_instance(args: argparse.Namespace) -> int:
-    from kubebuildx import instance, pipeline
+    from kubebuildx import pipeline
 
-    run = pipeline.start(parse_inputs(raw_from_args(args)))
-    try:
-        pipeline.connect(run)
-        native, emulated = pipeline.check(run)
-        spec = pipeline.materialize(run, native, emulated)
-        assert run.kubeconfig_path is not None
-        ref = args.kubeconfig_ref
-        if ref is None:  # keep a private copy next to buildx's store, where the instance points
-            ref = str(instance.keep_kubeconfig(run.store, spec.name, run.kubeconfig_path.read_text()))
-        text = instance.instance_json(spec, ref)
-        instance.write(spec, ref, run.store)
-        if args.print:
-            sys.stdout.write(text + "\n")
-        if args.configmap:
-            from kubebuildx import configmap
-
-            assert run.config is not None
-            configmap.store(run.api, run.config.server, run.namespace, args.configmap, spec.name, text)
-            runner.info(f"stored the instance in ConfigMap {run.namespace}/{args.configmap} (key: data)")
-    finally:
-        pipeline.cleanup(run.store, "", run.workdir, False)
+    pipeline.instance_only(
+        parse_inputs(raw_from_args(args)),
+        kubeconfig_ref=args.kubeconfig_ref,
+        configmap=args.configmap or "",
+        show=(lambda text: sys.stdout.write(text + "\n")) if args.print else (lambda text: None),
+    )
     return 0
 
 
@@ -203,9 +184,9 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
-    from kubebuildx import instance, pipeline
+    from kubebuildx import buildx_store, pipeline
 
-    pipeline.cleanup(instance.buildx_dir(), args.name, None, True)
+    pipeline.clean_up(buildx_store.buildx_dir(os.environ), args.name, None, True)
     return 0
 
 

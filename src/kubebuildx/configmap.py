@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubebuildx import kube
+from kubebuildx import kube, runner
 from kubebuildx.errors import ClusterError
 
 
@@ -22,8 +22,9 @@ def body(name: str, builder: str, text: str) -> dict[str, Any]:
     }
 
 
-def store(api: Any, server: str, namespace: str, name: str, builder: str, text: str) -> None:
-    """Create the ConfigMap, or replace it when it exists."""
+def store(connection: kube.Connection, name: str, builder: str, text: str) -> None:
+    """Create the ConfigMap in the builder's namespace, or replace it when it exists."""
+    api, server, namespace = connection.api, connection.server, connection.namespace
     manifest = body(name, builder, text)
     base = f"/api/v1/namespaces/{namespace}/configmaps"
     status, _ = kube.request(api, "POST", base, server, "creating the ConfigMap", manifest)
@@ -34,3 +35,4 @@ def store(api: Any, server: str, namespace: str, name: str, builder: str, text: 
             f"cannot store ConfigMap {namespace}/{name}: HTTP {status}",
             hint="the user needs create/update on configmaps in the namespace (deploy/rbac.yaml grants it)",
         )
+    runner.info(f"stored the instance in ConfigMap {namespace}/{name} (key: data)")

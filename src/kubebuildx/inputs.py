@@ -1,14 +1,12 @@
 """Inputs: read once, validated once, into one frozen ``Inputs``.
 
-``INPUTS`` is the single list of inputs: action.yml, the README table and the
-CLI flags are checked against it (tests/unit/test_action_yml.py). Names and
-meanings follow docker/build-push-action, docker/setup-buildx-action and
-actions/upload-artifact wherever ours mean the same, so switching is a
-one-line change.
-
-``parse_inputs`` is pure: a mapping of input name to raw string in, ``Inputs``
-out, or an ``InputError`` that names the input and the fix. Both the action
-(``INPUT_*`` variables) and the CLI (flags) feed it the same mapping.
+The inputs themselves are declared in ``action_spec.INPUTS``. ``parse_inputs``
+takes a mapping of input name to raw string and returns ``Inputs``, or raises
+an ``InputError`` that names the input and the fix. It reads no environment,
+but it does check that the local files the inputs name (context, file,
+secret-files, buildkitd-config) exist, so that a typo fails before anything
+runs. Both the action (``INPUT_*`` variables) and the CLI (flags) feed it the
+same mapping.
 """
 
 from __future__ import annotations
@@ -22,241 +20,9 @@ from pathlib import Path
 
 from kubebuildx import hostpaths
 from kubebuildx import platforms as plat
+from kubebuildx.action_spec import COMPRESSION_LEVELS, IF_NO_FILES_FOUND, INPUTS
 from kubebuildx.errors import InputError
 from kubebuildx.platforms import Platform
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    description: str
-    default: str = ""
-    kind: str = "string"  # string | bool | list | int
-    group: str = "build"  # cluster | builder | build | artifacts | registry
-
-
-INPUTS: tuple[InputSpec, ...] = (
-    # Cluster
-    InputSpec(
-        "kubeconfig",
-        "Kubeconfig to reach the cluster, as YAML or base64 (store it as a secret). "
-        "Empty: the in-cluster service account of a self-hosted runner pod.",
-        group="cluster",
-    ),
-    InputSpec(
-        "kube-context", "Context of the kubeconfig to use. Empty: its current-context.", group="cluster"
-    ),
-    InputSpec(
-        "namespace",
-        "Namespace for the BuildKit Deployments. Empty: the context's namespace, else `buildkit`.",
-        group="cluster",
-    ),
-    # Builder (docker/setup-buildx-action names)
-    InputSpec(
-        "builder",
-        "Name of the buildx builder. Empty: unique per job (or stable per repository "
-        "when `cleanup` is false, so warm builders are reused).",
-        group="builder",
-    ),
-    InputSpec(
-        "platforms",
-        "List of target platforms (e.g. linux/amd64,linux/arm64). Empty: every platform "
-        "the cluster can serve natively.",
-        kind="list",
-        group="builder",
-    ),
-    InputSpec(
-        "driver-opts",
-        "List of kubernetes driver options for every node (e.g. replicas=2, "
-        "requests.cpu=2, tolerations=key=arch,operator=Exists); prefix a line with a platform "
-        "to apply it to that node only (linux/arm64:requests.memory=8Gi).",
-        kind="list",
-        group="builder",
-    ),
-    InputSpec("buildkitd-flags", "BuildKit daemon flags.", group="builder"),
-    InputSpec("buildkitd-config", "Path to a BuildKit daemon config file (TOML).", group="builder"),
-    InputSpec("buildkitd-config-inline", "Inline BuildKit daemon config (TOML).", group="builder"),
-    InputSpec(
-        "cleanup",
-        "Remove the builder and its Deployments after the job. false keeps them warm for cache reuse.",
-        default="true",
-        kind="bool",
-        group="builder",
-    ),
-    InputSpec(
-        "qemu-fallback",
-        "Build a platform that no node serves natively with emulation, with a warning, instead of failing.",
-        default="false",
-        kind="bool",
-        group="builder",
-    ),
-    # Build (docker/build-push-action names)
-    InputSpec("context", "Build's context: a path or a Git URL.", default=".", group="build"),
-    InputSpec("file", "Path to the Dockerfile. Empty: `<context>/Dockerfile`.", group="build"),
-    InputSpec("target", "Target stage to build.", group="build"),
-    InputSpec("build-args", "List of build-time variables.", kind="list", group="build"),
-    InputSpec(
-        "build-contexts", "List of additional build contexts (e.g. name=path).", kind="list", group="build"
-    ),
-    InputSpec(
-        "secrets", "List of secrets to expose to the build (e.g. key=string).", kind="list", group="build"
-    ),
-    InputSpec(
-        "secret-files",
-        "List of secret files to expose to the build (e.g. key=filename).",
-        kind="list",
-        group="build",
-    ),
-    InputSpec(
-        "secret-envs",
-        "List of secret env vars to expose to the build (e.g. key=envname).",
-        kind="list",
-        group="build",
-    ),
-    InputSpec("labels", "List of metadata for an image.", kind="list", group="build"),
-    InputSpec("annotations", "List of annotations to set to the image.", kind="list", group="build"),
-    InputSpec("tags", "List of tags.", kind="list", group="build"),
-    InputSpec(
-        "push",
-        "Push the image (shorthand for --output=type=registry). Without tags: push by digest to `image`.",
-        default="false",
-        kind="bool",
-        group="build",
-    ),
-    InputSpec(
-        "outputs",
-        "List of output destinations (format: type=local,dest=path). Empty: the "
-        "local output folder, one subfolder per platform.",
-        kind="list",
-        group="build",
-    ),
-    InputSpec(
-        "cache-from",
-        "List of external cache sources (e.g. type=registry,ref=user/app:cache).",
-        kind="list",
-        group="build",
-    ),
-    InputSpec("cache-to", "List of cache export destinations.", kind="list", group="build"),
-    InputSpec(
-        "no-cache", "Do not use cache when building the image.", default="false", kind="bool", group="build"
-    ),
-    InputSpec("no-cache-filters", "Do not cache specified stages.", kind="list", group="build"),
-    InputSpec(
-        "pull", "Always attempt to pull all referenced images.", default="false", kind="bool", group="build"
-    ),
-    InputSpec("ulimit", "Ulimit options (e.g. nofile=1024:1024).", kind="list", group="build"),
-    InputSpec("shm-size", "Size of /dev/shm (e.g. 2g).", group="build"),
-    InputSpec("network", "Networking mode for the RUN instructions during build.", group="build"),
-    InputSpec(
-        "allow",
-        "List of extra privileged entitlements (e.g. network.host,security.insecure).",
-        kind="list",
-        group="build",
-    ),
-    InputSpec(
-        "provenance",
-        "Provenance attestation (shorthand for --attest=type=provenance): true, "
-        "false or attributes such as mode=max.",
-        group="build",
-    ),
-    InputSpec(
-        "sbom",
-        "SBOM attestation (shorthand for --attest=type=sbom): true, false or attributes.",
-        group="build",
-    ),
-    InputSpec(
-        "attests",
-        "List of attestation parameters (e.g. type=sbom,generator=image).",
-        kind="list",
-        group="build",
-    ),
-    # Registry: push by digest, merge (docker/login-action names for the credentials)
-    InputSpec(
-        "image",
-        "Image repository to push by digest, e.g. ghcr.io/owner/app: with push and no tags, "
-        "each platform job pushes by digest there; the merge mode joins those digests there.",
-        group="registry",
-    ),
-    InputSpec(
-        "mode",
-        "build, or merge: join the digests of per-platform jobs into one multi-platform image "
-        "with the tags (no cluster needed).",
-        default="build",
-        group="registry",
-    ),
-    InputSpec(
-        "digests",
-        "Merge mode: folders of digest files (as actions/download-artifact writes them with "
-        "pattern: digests-* and merge-multiple: true) or sha256:... digests.",
-        kind="list",
-        group="registry",
-    ),
-    InputSpec(
-        "registry",
-        "Server address of the registry to log in to (e.g. ghcr.io). Empty: Docker Hub.",
-        group="registry",
-    ),
-    InputSpec("username", "Username for the registry.", group="registry"),
-    InputSpec(
-        "password",
-        "Password or personal access token for the registry (store it as a secret).",
-        group="registry",
-    ),
-    InputSpec(
-        "docker-config",
-        "A docker config.json (its content, from a secret) whose `auths` are used to push and merge; "
-        "combined with username/password when both are set.",
-        group="registry",
-    ),
-    # Artifacts (actions/upload-artifact names)
-    InputSpec(
-        "upload-artifacts",
-        "Upload the local output as workflow artifacts.",
-        default="true",
-        kind="bool",
-        group="artifacts",
-    ),
-    InputSpec(
-        "artifact-name",
-        "Artifact name (with artifact-per-platform, the prefix). Empty: the `builder` input, else "
-        "`kubebuildx`, so a matrix leg and a multi-platform job upload the same names.",
-        group="artifacts",
-    ),
-    InputSpec(
-        "artifact-per-platform",
-        "One artifact per platform, named `<name>-<os>-<arch>[-<variant>]`.",
-        default="true",
-        kind="bool",
-        group="artifacts",
-    ),
-    InputSpec(
-        "retention-days",
-        "Days before the artifact expires (capped, with a warning, by the repository's "
-        "setting). Empty or 0: the repository's default.",
-        kind="int",
-        group="artifacts",
-    ),
-    InputSpec(
-        "compression-level",
-        "Zip compression level, 0 (none) to 9 (best).",
-        default="6",
-        kind="int",
-        group="artifacts",
-    ),
-    InputSpec(
-        "if-no-files-found",
-        "What to do when the output is empty: warn, error or ignore.",
-        default="warn",
-        group="artifacts",
-    ),
-    InputSpec(
-        "overwrite",
-        "Replace an existing artifact of the same name.",
-        default="false",
-        kind="bool",
-        group="artifacts",
-    ),
-)
 
 INPUT_NAMES = frozenset(spec.name for spec in INPUTS)
 SPEC_BY_NAME = {spec.name: spec for spec in INPUTS}
@@ -295,6 +61,8 @@ _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 _QUANTITY_KEYS = frozenset({"persistent-volume-claim.requests.storage", "buildkit-root-volume-memory"})
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TOLERATION_FIELDS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
 BUILDER_NAME_MAX = 40  # leaves room for "-linux-arm-v7" in a 63-character Deployment name
 
@@ -448,6 +216,31 @@ def _key_values(name: str, items: tuple[str, ...]) -> None:
             )
 
 
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go duration without sign (``90s``, ``1h30m``, ``1.5m``); None when it is not one."""
+    if not _DURATION.match(text):
+        return None
+    return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _toleration_pairs(value: str) -> list[list[list[str]]]:
+    """``tolerations`` split as buildx splits it: by ``;``, then ``,``, then ``=``."""
+    return [[pair.split("=") for pair in item.split(",")] for item in value.split(";")]
+
+
+def parse_tolerations(value: str) -> tuple[dict[str, str], ...]:
+    """buildx's ``tolerations`` driver option: ``key=k,operator=Exists,effect=E;...``."""
+    out = []
+    for item in _toleration_pairs(value):
+        fields = {}
+        for kv in item:
+            if kv[0].strip():
+                fields[kv[0].strip()] = "=".join(kv[1:]).strip()
+        if fields:
+            out.append(fields)
+    return tuple(out)
+
+
 def parse_driver_opts(
     lines: tuple[str, ...],
 ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[Platform, tuple[tuple[str, str], ...]], ...]]:
@@ -484,7 +277,7 @@ def parse_driver_opts(
             )
         if key == "replicas":
             _int("driver-opts replicas", value, 1, 100)
-        if key == "timeout" and not _DURATION.match(value):
+        if key == "timeout" and parse_duration(value) is None:
             raise InputError(f"driver-opts timeout {value!r} is not a duration", hint="write e.g. timeout=5m")
         if key in {"rootless", "default-load", "qemu.install"}:
             _bool(f"driver-opts {key}", value)
@@ -508,8 +301,9 @@ def parse_driver_opts(
                 hint=f"write e.g. {key}=a=1,b=2 (a value cannot hold '=' or ',')",
             )
         if key == "tolerations":
-            fields = [kv.split("=") for toleration in value.split(";") for kv in toleration.split(",")]
-            bad = [kv[0] for kv in fields if len(kv) == 2 and kv[0] not in _TOLERATION_FIELDS]
+            # buildx reads only key=value pairs, and refuses an unknown key among them
+            pairs = [kv for item in _toleration_pairs(value) for kv in item]
+            bad = [kv[0] for kv in pairs if len(kv) == 2 and kv[0] not in _TOLERATION_FIELDS]
             if bad:
                 raise InputError(
                     f"driver-opts tolerations: {bad[0]!r} is not a toleration field",
@@ -560,8 +354,11 @@ def parse_inputs(raw: Mapping[str, str], mounts: hostpaths.Mounts | None = None)
         else _int("retention-days", str(values["retention_days"]), 0, 400)
     )
     values["retention_days"] = days or None
-    values["compression_level"] = _int("compression-level", str(values["compression_level"] or "6"), 0, 9)
-    if values["if_no_files_found"] not in {"warn", "error", "ignore"}:
+    low, high = COMPRESSION_LEVELS[0], COMPRESSION_LEVELS[-1]
+    values["compression_level"] = _int(
+        "compression-level", str(values["compression_level"] or "6"), low, high
+    )
+    if values["if_no_files_found"] not in IF_NO_FILES_FOUND:
         raise InputError(
             f"input 'if-no-files-found' must be warn, error or ignore, got {values['if_no_files_found']!r}"
         )

@@ -1,15 +1,63 @@
-"""The Kubernetes API edge: one client per run, one request helper that maps
-transport and auth failures to errors the user can act on. Responses are
-plain JSON (dicts), so the decisions elsewhere stay pure and testable."""
+"""The Kubernetes API edge: one connection per run, one request helper that maps
+transport and auth failures to errors the user can act on, and the few
+queries the stages make (pods, events, exec). Responses are plain JSON
+(dicts), so the decisions elsewhere stay pure and testable."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from kubebuildx.errors import ClusterError, KubeconfigError
+from kubebuildx import kubeconfig, runner
+from kubebuildx.errors import ClusterError, InputError, KubeconfigError
+from kubebuildx.inputs import Inputs
 
 API_TIMEOUT = 10.0
+ARCH_LABEL = "kubernetes.io/arch"
+OS_LABEL = "kubernetes.io/os"
+DEFAULT_NAMESPACE = "buildkit"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The cluster as this run reaches it: the kubeconfig (and the private copy
+    buildx reads), the namespace of the builder, and one API client."""
+
+    config: kubeconfig.Kubeconfig
+    kubeconfig_path: Path
+    namespace: str
+    api: Any = field(repr=False, compare=False)
+
+    @property
+    def server(self) -> str:
+        return self.config.server
+
+    @property
+    def context(self) -> str:
+        return self.config.context
+
+
+def connect(inputs: Inputs, env: Mapping[str, str], workdir: Path) -> Connection:
+    """The kubeconfig input (or the in-cluster service account), written to a
+    private file in ``workdir`` for buildx, and a client for it."""
+    if inputs.kubeconfig.strip():
+        config = kubeconfig.parse(inputs.kubeconfig, context=inputs.kube_context)
+    else:
+        if inputs.kube_context:
+            raise InputError(
+                "kube-context is set but no kubeconfig was given",
+                hint="set the kubeconfig input, or leave kube-context empty in-cluster",
+            )
+        config = kubeconfig.in_cluster(env)
+    path = kubeconfig.write(config, workdir)
+    namespace = inputs.namespace or config.namespace or DEFAULT_NAMESPACE
+    runner.info(
+        f"context {config.context}, cluster {config.cluster} at {config.server}, namespace {namespace}"
+    )
+    return Connection(config, path, namespace, api_client(str(path)))
 
 
 def explain_connection_error(exc: BaseException, server: str) -> ClusterError:
@@ -111,6 +159,27 @@ def get_items(
         return []
     items: list[dict[str, Any]] = body.get("items") or []
     return items
+
+
+def list_pods(connection: Connection, app: str) -> list[dict[str, Any]]:
+    """The pods of one builder node (buildx labels them ``app=<node>``)."""
+    return get_items(
+        connection.api,
+        f"/api/v1/namespaces/{connection.namespace}/pods",
+        connection.server,
+        "listing builder pods",
+        query={"labelSelector": f"app={app}"},
+    )
+
+
+def list_events(connection: Connection) -> list[dict[str, Any]]:
+    """The namespace's events; empty when listing them is not allowed."""
+    return get_items(
+        connection.api,
+        f"/api/v1/namespaces/{connection.namespace}/events",
+        connection.server,
+        "listing events",
+    )
 
 
 def exec_in_pod(api: Any, namespace: str, pod: str, argv: list[str]) -> str:

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubebuildx import kube
+from kubebuildx import kube, runner
 from kubebuildx import platforms as plat
-from kubebuildx.builder import ARCH_LABEL, OS_LABEL
 from kubebuildx.errors import ClusterError
+from kubebuildx.inputs import Inputs, parse_tolerations
+from kubebuildx.kube import ARCH_LABEL, OS_LABEL
 from kubebuildx.platforms import Platform
 
 VARIANT_LABEL = "kubebuildx.dev/arch-variant"
@@ -127,20 +128,6 @@ def node_info(node: Mapping[str, Any]) -> NodeInfo:
         for t in spec.get("taints") or []
     )
     return NodeInfo(meta.get("name", "?"), platform, ready, bool(spec.get("unschedulable")), taints)
-
-
-def parse_tolerations(value: str) -> tuple[dict[str, str], ...]:
-    """buildx's ``tolerations`` driver option: ``key=k,operator=Exists,effect=E;...``."""
-    out = []
-    for item in value.split(";"):
-        fields = {}
-        for pair in item.split(","):
-            k, _, v = pair.partition("=")
-            if k.strip():
-                fields[k.strip()] = v.strip()
-        if fields:
-            out.append(fields)
-    return tuple(out)
 
 
 def tolerates(tolerations: Iterable[Mapping[str, str]], taint: Taint) -> bool:
@@ -279,6 +266,47 @@ def decide(
     return native, {c.platform: host for c in failing}
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Preflight's answer: the platforms built natively, and those emulated (on which CPU)."""
+
+    native: tuple[Platform, ...]
+    emulated: Mapping[Platform, Platform]
+
+    @property
+    def platforms(self) -> tuple[Platform, ...]:
+        return (*self.native, *self.emulated)
+
+
+def platform_checks(
+    state: ClusterState, inputs: Inputs, namespace: str, user: str
+) -> tuple[PlatformCheck, ...]:
+    """What each requested platform can run on, or ClusterError for what stops
+    every platform: missing RBAC, a missing namespace, no labelled node."""
+    raise_for_rbac(missing_permissions(state.allowed, needed(inputs.persistent_storage)), namespace, user)
+    if state.namespace_exists is False:
+        raise ClusterError(
+            f"namespace {namespace!r} does not exist",
+            hint=f"create it (kubectl create namespace {namespace}) or set the namespace input",
+        )
+    requested = inputs.platforms or serveable(state.nodes)
+    if not requested:
+        raise ClusterError(
+            f"no Ready node with a {ARCH_LABEL} label; {describe_cluster(state.nodes)}",
+            hint="label your nodes, or set platforms",
+        )
+    tolerations = {p: parse_tolerations(inputs.driver_opts_for(p).get("tolerations", "")) for p in requested}
+    return check_platforms(state.nodes, requested, tolerations)
+
+
+def emulation_warnings(emulated: Mapping[Platform, Platform]) -> list[str]:
+    return [
+        f"no node serves {platform} natively: it is EMULATED on {host} nodes with QEMU, "
+        "typically 3 to 6 times slower. Add a native node to build it at full speed."
+        for platform, host in emulated.items()
+    ]
+
+
 def needed(persistent: bool) -> tuple[Permission, ...]:
     return (*REQUIRED, *PERSISTENT) if persistent else REQUIRED
 
@@ -352,3 +380,18 @@ def read_cluster(api: Any, server: str, namespace: str, persistent: bool = False
     status, _ = kube.request(api, "GET", f"/api/v1/namespaces/{namespace}", server, "reading the namespace")
     exists = True if status == 200 else False if status == 404 else None
     return ClusterState(nodes, allowed, exists, (version or {}).get("gitVersion", "?"))
+
+
+def check(connection: kube.Connection, inputs: Inputs) -> Plan:
+    """Read the cluster, log what it has, and decide; raise ClusterError with the fix."""
+    namespace = connection.namespace
+    state = read_cluster(connection.api, connection.server, namespace, inputs.persistent_storage)
+    runner.info(f"Kubernetes {state.version}; {describe_cluster(state.nodes)}")
+    checks = platform_checks(state, inputs, namespace, f"user {connection.context!r}")
+    runner.info(table(checks))
+    native, emulated = decide(checks, state.nodes, qemu_fallback=inputs.qemu_fallback)
+    for warning in emulation_warnings(emulated):
+        runner.warning(warning, title="Emulated platform")
+    if not state.allowed.get(OPTIONAL[0]):
+        runner.debug("cannot list events: diagnostics of pods that do not start will be shorter")
+    return Plan(native, emulated)

@@ -75,7 +75,7 @@ class Vertex:
 
 @dataclass
 class Progress:
-    """Folds SolveStatus lines; ``on_line`` renders a plain log as they arrive."""
+    """Folds SolveStatus lines; ``feed`` returns the plain log lines for each as it arrives."""
 
     vertexes: dict[str, Vertex] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)

@@ -191,6 +191,23 @@ def tool_env(docker_config: Path | None, store: Path) -> dict[str, str]:
     return {"DOCKER_CONFIG": str(docker_config), "BUILDX_CONFIG": str(store)}
 
 
+def login(
+    creds: Credentials | None, auths: Mapping[str, Mapping[str, str]], workdir: Path, refs: Sequence[str]
+) -> Path:
+    """Write the private config.json; with credentials, warn about tags they do not
+    cover and check them against the registry. Returns the config's folder."""
+    if creds is None:
+        docker_config = write_config(None, workdir, auths)
+        runner.info("registries: " + ", ".join(sorted(auths)))
+        return docker_config
+    docker_config = write_config(creds, workdir, auths)
+    warning = check_refs(creds, refs)
+    if warning:
+        runner.warning(warning)
+    runner.info(check_login(creds))
+    return docker_config
+
+
 _REFUSED = re.compile(
     r"401 Unauthorized|403 Forbidden|insufficient_scope|denied: |authorization failed", re.I
 )

@@ -134,10 +134,6 @@ def save_state(name: str, value: Any) -> None:
         core.save_state(name, _to_text(value))
 
 
-def get_state(name: str) -> str:
-    return os.environ.get(f"STATE_{name}", "")
-
-
 def append_summary(markdown: str) -> None:
     """Append to the job summary; without ``GITHUB_STEP_SUMMARY`` nothing is written."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")

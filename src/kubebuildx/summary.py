@@ -1,25 +1,14 @@
-"""Outputs and the step summary: pure functions from results to text."""
+"""Step outputs and the step summary: pure functions from a build result to
+text, and ``write``, the edge that hands them to the runner."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from kubebuildx.builder import BuilderSpec
-from kubebuildx.progress import Timings
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    spec: BuilderSpec
-    timings: Timings
-    pod_nodes: Mapping[str, str]  # buildx node → Kubernetes node its pod ran on
-    metadata: Mapping[str, Any]
-    output_dir: str
-    seconds: float
-    error: str = ""
+from kubebuildx import runner
+from kubebuildx.build import BuildResult
 
 
 def _fmt(seconds: float) -> str:
@@ -41,19 +30,14 @@ def nodes_json(result: BuildResult) -> list[dict[str, Any]]:
     ]
 
 
-def digest(metadata: Mapping[str, Any]) -> str:
-    value = metadata.get("containerimage.digest", "")
-    return value if isinstance(value, str) else ""
-
-
-def outputs(result: BuildResult) -> dict[str, str]:
+def step_outputs(result: BuildResult) -> dict[str, str]:
     """The step outputs other steps consume."""
     return {
         "builder": result.spec.name,
         "platforms": ",".join(str(p) for p in result.spec.platforms),
         "nodes": json.dumps(nodes_json(result), separators=(",", ":")),
         "metadata": json.dumps(dict(result.metadata), separators=(",", ":"), sort_keys=True),
-        "digest": digest(result.metadata),
+        "digest": result.digest,
         "imageid": str(result.metadata.get("containerimage.config.digest", "")),
         "output-dir": result.output_dir,
         "durations": json.dumps(result.timings.as_json(), separators=(",", ":"), sort_keys=True),
@@ -107,8 +91,8 @@ def markdown(result: BuildResult, extra: str = "") -> str:
         "",
         timings_table(result),
     ]
-    if digest(result.metadata):
-        lines += ["", f"Digest: `{digest(result.metadata)}`"]
+    if result.digest:
+        lines += ["", f"Digest: `{result.digest}`"]
     if result.output_dir:
         lines += ["", f"Output: `{result.output_dir}` (one folder per platform)"]
     if result.error:
@@ -134,3 +118,14 @@ def console_table(result: BuildResult) -> str:
     rows.append(["TOTAL", *(_fmt(t.totals.get(c, 0.0)) for c in cols)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows)
+
+
+def write(result: BuildResult, extra: str = "") -> None:
+    """The step outputs, the step summary (with ``extra``: the artifacts' table) and the console table."""
+    for key, value in step_outputs(result).items():
+        runner.set_output(key, value)
+    runner.append_summary(markdown(result, extra))
+    if result.timings.platforms:
+        runner.info(console_table(result))
+    if result.output_dir:
+        runner.info(f"files: {result.output_dir}/<os>_<arch>/")

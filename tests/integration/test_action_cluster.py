@@ -199,3 +199,42 @@ def test_a_warm_builder_outlives_the_job_but_its_kubeconfig_does_not(
             assert deployments(cenv, "kbx-it-warm-action") == ["kbx-it-warm-action-linux-arm64"]
     # the second run found the warm Deployment, built on it, and its cleanup removed it
     assert deployments(cenv, "kbx-it-warm-action") == []
+
+
+def _groups(printed: str) -> list[str]:
+    return [line.removeprefix("::group::") for line in printed.splitlines() if line.startswith("::group::")]
+
+
+def test_the_log_groups_of_a_real_job_come_in_the_order_of_the_stages(
+    cenv: dict[str, str], tmp_path: Path
+) -> None:
+    """pipeline.py reads like the log: this is the log, from a real builder on the real cluster."""
+    env = runner_env(tmp_path, cenv)
+    env.update(
+        {
+            "INPUT_KUBECONFIG": Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]).read_text(),
+            "INPUT_NAMESPACE": cenv["KUBEBUILDX_NAMESPACE"],
+            "INPUT_PLATFORMS": "linux/amd64,linux/arm64",
+            "INPUT_BUILDER": "kbx-it-order",
+            "INPUT_CONTEXT": str(ROOT / "tests" / "fixtures" / "contexts" / "scratch"),
+        }
+    )
+    main = subprocess.run(
+        [str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert main.returncode == 0, (main.stdout + main.stderr)[-3000:]
+    post = post_step(env, read_file_commands(Path(env["GITHUB_STATE"])))
+    assert post.returncode == 0, post.stdout + post.stderr
+    assert _groups(main.stdout) == [
+        "Reading inputs",
+        "Connecting to the cluster",
+        "Preflight",
+        "Writing the builder instance",
+        "Booting builder kbx-it-order",
+        "Checking each node builds natively",
+        "Building linux/amd64, linux/arm64",
+        "Outputs and summary",
+    ]
+    assert main.stdout.count("::group::") == main.stdout.count("::endgroup::")
+    assert _groups(post.stdout) == ["Cleanup"]
+    assert deployments(cenv, "kbx-it-order") == []

@@ -222,7 +222,7 @@ def test_instance_file_is_what_buildx_reads(cenv: dict[str, str], home: Path) ->
         check=True,
         timeout=60,
     ).stdout
-    from kubebuildx.bootstrap import parse_inspect
+    from kubebuildx.boot import parse_inspect
 
     parsed = parse_inspect(inspect)
     assert parsed.driver == "kubernetes"

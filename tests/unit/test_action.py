@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from kubebuildx import action, kubeconfig, runner
+from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError
 from kubebuildx.hostpaths import Mount, Mounts
-from kubebuildx.inputs import INPUTS, parse_inputs
+from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

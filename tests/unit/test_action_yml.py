@@ -17,17 +17,16 @@ from typing import Any
 import pytest
 import yaml
 
-from kubebuildx import cli, summary
+from kubebuildx import build, cli, summary
+from kubebuildx.action_spec import INPUTS, OUTPUT_NAMES, OUTPUTS
 from kubebuildx.artifacts import artifact_outputs
 from kubebuildx.builder import BuilderSpec
-from kubebuildx.inputs import INPUTS
-from kubebuildx.outputs_spec import OUTPUT_NAMES, OUTPUTS
 from kubebuildx.progress import Timings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
-# Outputs written by code other than summary.outputs and artifacts.artifact_outputs
+# Outputs written by code other than summary.step_outputs and artifacts.artifact_outputs
 # (pipeline.merge_all writes only digest and metadata, which the build writes too);
 # name them here with the module that sets them.
 EXTRA_PRODUCED: frozenset[str] = frozenset()
@@ -126,7 +125,7 @@ def test_readme_outputs_table() -> None:
 
 
 def _produced() -> set[str]:
-    result = summary.BuildResult(
+    result = build.BuildResult(
         spec=BuilderSpec("b", "buildkit", (), ()),
         timings=Timings((), (), {}, 0.0),
         pod_nodes={},
@@ -134,7 +133,7 @@ def _produced() -> set[str]:
         output_dir="",
         seconds=0.0,
     )
-    return set(summary.outputs(result)) | set(artifact_outputs({})) | EXTRA_PRODUCED
+    return set(summary.step_outputs(result)) | set(artifact_outputs({})) | EXTRA_PRODUCED
 
 
 def test_every_declared_output_is_written() -> None:

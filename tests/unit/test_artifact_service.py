@@ -73,21 +73,26 @@ def test_invalid_tokens_are_refused_without_quoting_them(token: str) -> None:
         (service.run_id, "GITHUB_RUN_ID"),
     ],
 )
-def test_each_getter_names_its_variable(getter: Any, variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(variable, raising=False)
+def test_each_getter_names_its_variable(getter: Any, variable: str) -> None:
     with pytest.raises(ArtifactError, match=variable):
-        getter()
+        getter({"OTHER": "x"})
 
 
-def test_the_token_is_masked_as_soon_as_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ACTIONS_RUNTIME_TOKEN", "tok-3f9a8b7c6d5e")
-    assert service.runtime_token() == "tok-3f9a8b7c6d5e"
+def test_the_getters_read_the_environment_they_are_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_REPOSITORY", "process/env")
+    assert service.repository({"GITHUB_REPOSITORY": "given/env"}) == "given/env"
+    with pytest.raises(ArtifactError, match="GITHUB_REPOSITORY"):
+        service.repository({})
+
+
+def test_the_token_is_masked_as_soon_as_it_is_read() -> None:
+    assert service.runtime_token({"ACTIONS_RUNTIME_TOKEN": "tok-3f9a8b7c6d5e"}) == "tok-3f9a8b7c6d5e"
     assert runner.redact("Bearer tok-3f9a8b7c6d5e") == "Bearer ***"
 
 
-def test_results_url_keeps_the_origin_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ACTIONS_RESULTS_URL", "https://results-receiver.actions.githubusercontent.com/path/")
-    assert service.results_origin() == "https://results-receiver.actions.githubusercontent.com"
+def test_results_url_keeps_the_origin_only() -> None:
+    env = {"ACTIONS_RESULTS_URL": "https://results-receiver.actions.githubusercontent.com/path/"}
+    assert service.results_origin(env) == "https://results-receiver.actions.githubusercontent.com"
 
 
 @pytest.mark.parametrize(
@@ -104,9 +109,8 @@ def test_is_ghes(url: str, ghes: bool) -> None:
 
 
 @pytest.mark.parametrize(("value", "days"), [("90", 90), ("", None), ("x", None)])
-def test_max_retention_days(value: str, days: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GITHUB_RETENTION_DAYS", value)
-    assert service.max_retention_days() == days
+def test_max_retention_days(value: str, days: int | None) -> None:
+    assert service.max_retention_days({"GITHUB_RETENTION_DAYS": value}) == days
 
 
 # --- request bodies: golden files, checked against protobuf-ts's toJson of @actions/artifact 6.2.1

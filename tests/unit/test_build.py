@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from kubebuildx import build
+from kubebuildx.builder import plan
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
+from kubebuildx.progress import Timings
 
 
 @pytest.fixture(autouse=True)
@@ -381,7 +383,7 @@ def test_missing_secret_file_is_an_input_error_before_anything_runs(tmp_path: Pa
 
 def test_push_without_tags_or_image_is_an_input_error() -> None:
     with pytest.raises(InputError) as exc:
-        build.outputs(parse_inputs({"push": "true"}), Path("/w/out"))
+        build.output_args(parse_inputs({"push": "true"}), Path("/w/out"))
     assert "push" in str(exc.value)
     assert "tags" in str(exc.value)
 
@@ -390,3 +392,61 @@ def test_local_output() -> None:
     assert build.local_output(Path("/runner/_temp/kbx/out")) == (
         "type=local,dest=/runner/_temp/kbx/out,platform-split=true"
     )
+
+
+def _result(error: str) -> build.BuildResult:
+    spec = plan(parse_inputs({}), name="b", namespace="ns", native=(AMD64,))
+    return build.BuildResult(spec, Timings((), (), {}, 0.0), {}, {}, "", 1.0, error)
+
+
+@pytest.mark.parametrize(
+    ("error", "logged_in", "hint"),
+    [
+        ("ERROR: failed to solve: process did not complete", False, "the failing step's log is in the"),
+        ("push: 401 Unauthorized", True, "check that the token may write to this repository"),
+        ("push: 401 Unauthorized", False, "set registry, username and password"),
+    ],
+)
+def test_failure_is_a_build_error_with_the_fix(error: str, logged_in: bool, hint: str) -> None:
+    failure = build.failure(_result(error), logged_in=logged_in)
+    assert failure is not None and failure.exit_code == 6
+    assert failure.message == error
+    assert hint in (failure.hint or "")
+
+
+def test_a_build_without_error_is_no_failure() -> None:
+    assert build.failure(_result(""), logged_in=True) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "local"),
+    [({}, True), ({"push": "true", "tags": "r/a:1"}, False), ({"outputs": "type=tar,dest=out.tar"}, False)],
+)
+def test_writes_local_output(raw: dict[str, str], local: bool) -> None:
+    inputs = parse_inputs(raw)
+    assert build.writes_local_output(inputs) is local
+    assert (build.output_args(inputs, Path("/w/out")) == [build.local_output(Path("/w/out"))]) is local
+
+
+@pytest.mark.parametrize(
+    ("env", "builder_id"),
+    [
+        (
+            {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "7"},
+            "https://github.com/o/r/actions/runs/7/attempts/1",
+        ),
+        (
+            {
+                "GITHUB_SERVER_URL": "https://ghe.example",
+                "GITHUB_REPOSITORY": "o/r",
+                "GITHUB_RUN_ID": "7",
+                "GITHUB_RUN_ATTEMPT": "3",
+            },
+            "https://ghe.example/o/r/actions/runs/7/attempts/3",
+        ),
+        ({"GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "7"}, ""),
+        ({}, ""),
+    ],
+)
+def test_builder_id(env: dict[str, str], builder_id: str) -> None:
+    assert build.builder_id(env) == builder_id

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kubebuildx import builder
-from kubebuildx.builder import NETWORK_HOST_FLAG, NodeSpec, plan
+from kubebuildx.builder import NETWORK_HOST_FLAG, NodeSpec, config_files, plan, read_config
 from kubebuildx.errors import InputError
 from kubebuildx.inputs import BUILDER_NAME_MAX, parse_inputs
 from kubebuildx.platforms import Platform
@@ -30,7 +30,6 @@ def test_one_node_per_platform_pinned_to_its_architecture() -> None:
     assert spec.namespace == "buildkit"
     assert spec.platforms == (AMD64, ARM64)
     assert [n.name for n in spec.nodes] == ["kbx-linux-amd64", "kbx-linux-arm64"]
-    assert [n.deployment for n in spec.nodes] == ["kbx-linux-amd64", "kbx-linux-arm64"]
     assert [_opts(n) for n in spec.nodes] == [
         {"namespace": "buildkit", "nodeselector": "kubernetes.io/arch=amd64,kubernetes.io/os=linux"},
         {"namespace": "buildkit", "nodeselector": "kubernetes.io/arch=arm64,kubernetes.io/os=linux"},
@@ -38,9 +37,6 @@ def test_one_node_per_platform_pinned_to_its_architecture() -> None:
     assert all(n.emulated_on is None for n in spec.nodes)
     assert spec.flags == (NETWORK_HOST_FLAG,)
     assert spec.files == ()
-    assert spec.node_for(ARM64).name == "kbx-linux-arm64"
-    with pytest.raises(KeyError):
-        spec.node_for(ARMV7)
 
 
 def test_driver_opts_are_sorted_by_key() -> None:
@@ -305,3 +301,22 @@ def test_config_files_name_an_unreadable_certificate(tmp_path: Path) -> None:
     config = b'[registry."r"]\n  ca = ["/nope/ca.pem"]\n'
     with pytest.raises(InputError, match=re.escape("/nope/ca.pem")):
         builder.config_files(config, lambda p: Path(p).read_bytes())
+
+
+@pytest.mark.parametrize("config", [b"[registry", b"\xff\xfe", b'insecure-entitlements = "x" = 1'])
+def test_a_config_that_is_not_toml_fails_the_same_way_wherever_it_is_read(config: bytes) -> None:
+    with pytest.raises(InputError, match="the BuildKit config is not valid TOML") as flags:
+        plan(parse_inputs({}), name="b", namespace="ns", native=(AMD64,), config=config)
+    with pytest.raises(InputError, match="the BuildKit config is not valid TOML") as files:
+        config_files(config, lambda path: b"")
+    assert str(flags.value) == str(files.value)
+
+
+def test_read_config_gives_the_text_and_the_table() -> None:
+    text = 'insecure-entitlements = ["network.host"]\n[registry."r:5000"]\n  http = true\n'
+    assert read_config(text.encode()) == (
+        text,
+        {"registry": {"r:5000": {"http": True}}, "insecure-entitlements": ["network.host"]},
+    )
+    spec = plan(parse_inputs({}), name="b", namespace="ns", native=(AMD64,), config=text.encode())
+    assert NETWORK_HOST_FLAG not in spec.flags  # the entitlement is chosen in the config itself

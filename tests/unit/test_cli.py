@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from kubebuildx import action, cli, runner
+from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError
-from kubebuildx.inputs import INPUTS, parse_inputs
+from kubebuildx.inputs import parse_inputs
 
 FAKE_KUBECONFIG = """\
 # fake, for unit tests

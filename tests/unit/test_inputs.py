@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kubebuildx import inputs as inp
+from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError
-from kubebuildx.inputs import Inputs, parse_inputs, split_list
+from kubebuildx.inputs import Inputs, parse_duration, parse_inputs, parse_tolerations, split_list
 from kubebuildx.platforms import Platform
 
 AMD64 = Platform("linux", "amd64")
@@ -30,10 +30,10 @@ def test_defaults() -> None:
 
 def test_declared_defaults_are_the_defaults() -> None:
     """A runner passes every input of action.yml to a container action, with its default."""
-    assert parse_inputs({spec.name: spec.default for spec in inp.INPUTS}) == Inputs()
+    assert parse_inputs({spec.name: spec.default for spec in INPUTS}) == Inputs()
 
 
-@pytest.mark.parametrize("name", [s.name for s in inp.INPUTS if s.kind in {"bool", "int", "list"}])
+@pytest.mark.parametrize("name", [s.name for s in INPUTS if s.kind in {"bool", "int", "list"}])
 def test_empty_bools_ints_and_lists_are_defaults(name: str) -> None:
     assert parse_inputs({name: ""}) == Inputs()
 
@@ -414,3 +414,36 @@ def test_resource_quantities_are_checked_before_anything_runs(opt: str) -> None:
         ("limits.memory", "4Gi"),
         ("requests.cpu", "500m"),
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ()),
+        ("key=arch,operator=Exists", ({"key": "arch", "operator": "Exists"},)),
+        (
+            "key=arch,operator=Equal,value=arm64,effect=NoSchedule;key=dedicated,operator=Exists",
+            (
+                {"key": "arch", "operator": "Equal", "value": "arm64", "effect": "NoSchedule"},
+                {"key": "dedicated", "operator": "Exists"},
+            ),
+        ),
+        ("operator=Exists", ({"operator": "Exists"},)),
+        (" key = a , effect = NoExecute ;", ({"key": "a", "effect": "NoExecute"},)),
+    ],
+)
+def test_parse_tolerations(value: str, expected: tuple[dict[str, str], ...]) -> None:
+    assert parse_tolerations(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0), ("1.5m", 90.0), ("250ms", 0.25), ("2m0s", 120.0)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "five minutes", "-5m", "5 m", "m5"])
+def test_parse_duration_refuses_what_is_not_a_go_duration(text: str) -> None:
+    assert parse_duration(text) is None

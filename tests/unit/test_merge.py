@@ -243,11 +243,11 @@ def test_summary_lists_each_platform_and_its_source() -> None:
 
 
 def test_registry_builder_carries_the_buildkit_config_for_imagetools() -> None:
-    from kubebuildx import instance
+    from kubebuildx import buildx_store
 
     config = b'[registry."10.0.0.5:5000"]\n  http = true\n'
     spec = merge.registry_builder(config, ARM)
-    doc = json.loads(instance.instance_json(spec, ""))
+    doc = json.loads(buildx_store.instance_json(spec, ""))
     assert doc["Name"] == "kbx-merge" and [n["Name"] for n in doc["Nodes"]] == ["kbx-merge-linux-arm64"]
     assert doc["Nodes"][0]["Files"] == {
         "buildkitd.toml": "W3JlZ2lzdHJ5LiIxMC4wLjAuNTo1MDAwIl0KICBodHRwID0gdHJ1ZQo="

@@ -16,9 +16,9 @@ import yaml
 
 from kubebuildx import preflight
 from kubebuildx.errors import ClusterError
-from kubebuildx.inputs import parse_inputs
+from kubebuildx.inputs import parse_inputs, parse_tolerations
 from kubebuildx.platforms import Platform
-from kubebuildx.preflight import NodeInfo, Permission, Taint
+from kubebuildx.preflight import ClusterState, NodeInfo, Permission, Taint
 
 ROOT = Path(__file__).parent.parent.parent
 NODES = json.loads((ROOT / "tests" / "fixtures" / "nodes" / "mixed.json").read_text())["items"]
@@ -71,26 +71,6 @@ def test_node_info_of_a_sparse_node() -> None:
     assert info == NodeInfo("?", None, ready=False, unschedulable=False, taints=())
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("", ()),
-        ("key=arch,operator=Exists", ({"key": "arch", "operator": "Exists"},)),
-        (
-            "key=arch,operator=Equal,value=arm64,effect=NoSchedule;key=dedicated,operator=Exists",
-            (
-                {"key": "arch", "operator": "Equal", "value": "arm64", "effect": "NoSchedule"},
-                {"key": "dedicated", "operator": "Exists"},
-            ),
-        ),
-        ("operator=Exists", ({"operator": "Exists"},)),
-        (" key = a , effect = NoExecute ;", ({"key": "a", "effect": "NoExecute"},)),
-    ],
-)
-def test_parse_tolerations(value: str, expected: tuple[dict[str, str], ...]) -> None:
-    assert preflight.parse_tolerations(value) == expected
-
-
 # core/v1 Toleration.ToleratesTaint
 @pytest.mark.parametrize(
     ("toleration", "taint", "tolerated"),
@@ -116,7 +96,7 @@ def test_tolerates(toleration: dict[str, str], taint: Taint, tolerated: bool) ->
 
 
 def test_tolerates_any_of_several() -> None:
-    tols = preflight.parse_tolerations("key=x,operator=Exists;key=arch,operator=Exists")
+    tols = parse_tolerations("key=x,operator=Exists;key=arch,operator=Exists")
     assert preflight.tolerates(tols, ARM_TAINT)
     assert not preflight.tolerates((), ARM_TAINT)
 
@@ -132,7 +112,7 @@ def test_toleration_line(taint: Taint, line: str) -> None:
     assert taint.toleration() == line
     # the line is one buildx accepts and that tolerates the taint
     opts = parse_inputs({"driver-opts": line}).driver_opts_for(AMD64)
-    assert preflight.tolerates(preflight.parse_tolerations(opts["tolerations"]), taint)
+    assert preflight.tolerates(parse_tolerations(opts["tolerations"]), taint)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +144,7 @@ def test_check_platforms() -> None:
 
 
 def test_tolerations_per_platform_open_tainted_nodes() -> None:
-    tols = {ARM64: preflight.parse_tolerations("key=arch,operator=Exists")}
+    tols = {ARM64: parse_tolerations("key=arch,operator=Exists")}
     arm = preflight.check_platforms(infos(), (ARM64,), tols)[0]
     assert arm.native == ("arm-1",)  # arm-2 is still kept off by dedicated=ci
     assert arm.taints == (CI_TAINT,)
@@ -244,10 +224,7 @@ def test_the_suggested_driver_opts_open_the_tainted_nodes() -> None:
     lines = _fix_lines(str(exc.value))
     assert lines
     inputs = parse_inputs({"platforms": "linux/amd64,linux/arm64", "driver-opts": "\n".join(lines)})
-    tols = {
-        p: preflight.parse_tolerations(inputs.driver_opts_for(p).get("tolerations", ""))
-        for p in (AMD64, ARM64)
-    }
+    tols = {p: parse_tolerations(inputs.driver_opts_for(p).get("tolerations", "")) for p in (AMD64, ARM64)}
     after = preflight.check_platforms(infos(), (AMD64, ARM64), tols)
     assert after[1].native == ("arm-1", "arm-2")
 
@@ -403,3 +380,89 @@ def test_a_persistent_builder_needs_statefulsets_and_says_where_to_grant_them() 
     with pytest.raises(ClusterError) as exc:
         preflight.raise_for_rbac(missing, "buildkit", "user 'ci'")
     assert "uncomment its statefulsets rule" in str(exc.value)
+
+
+# ---- the verdicts: what stops every platform, as ClusterError (exit 4) -------------------------
+
+
+def state(
+    nodes: tuple[NodeInfo, ...] | None = None,
+    *,
+    namespace_exists: bool | None = True,
+    denied: tuple[Permission, ...] = (),
+) -> ClusterState:
+    allowed = {p: p not in denied for p in (*preflight.REQUIRED, *preflight.PERSISTENT, *preflight.OPTIONAL)}
+    return ClusterState(infos() if nodes is None else nodes, allowed, namespace_exists, "v1.36.3")
+
+
+@pytest.mark.parametrize(
+    ("cluster", "raw", "message", "fix"),
+    [
+        (state(namespace_exists=False), {}, "namespace 'ci' does not exist", "kubectl create namespace ci"),
+        (state(()), {}, "no Ready node with a kubernetes.io/arch label; the cluster has no nodes", "label"),
+        (
+            state(tuple(n for n in infos() if n.platform is None)),
+            {},
+            "no Ready node with a kubernetes.io/arch label; the cluster has unlabelled: ",
+            "set platforms",
+        ),
+        (
+            state(denied=(preflight.LIST_NODES,)),
+            {"platforms": "linux/amd64"},
+            "user 'ctx' lacks permissions kubebuildx needs:\n  list nodes (cluster-wide)",
+            "deploy/rbac.yaml",
+        ),
+    ],
+)
+def test_platform_checks_verdicts_are_cluster_errors(
+    cluster: ClusterState, raw: dict[str, str], message: str, fix: str
+) -> None:
+    with pytest.raises(ClusterError) as exc:
+        preflight.platform_checks(cluster, parse_inputs(raw), "ci", "user 'ctx'")
+    assert exc.value.exit_code == 4
+    assert exc.value.message.startswith(message)
+    assert fix in (exc.value.hint or "")
+
+
+def test_platform_checks_rbac_comes_before_the_namespace() -> None:
+    """Without the rights to read it, a namespace cannot be told missing: RBAC is the fix to give first."""
+    with pytest.raises(ClusterError, match="lacks permissions"):
+        preflight.platform_checks(
+            state(namespace_exists=False, denied=(preflight.REQUIRED[0],)), parse_inputs({}), "ci", ""
+        )
+
+
+def test_platform_checks_without_platforms_checks_every_served_one() -> None:
+    checks = preflight.platform_checks(state(), parse_inputs({}), "ci", "")
+    assert [c.platform for c in checks] == list(preflight.serveable(infos()))
+
+
+def test_platform_checks_apply_each_platforms_tolerations() -> None:
+    raw = {
+        "platforms": "linux/amd64,linux/arm64",
+        "driver-opts": "linux/arm64:tolerations=key=arch,operator=Exists",
+    }
+    checks = preflight.platform_checks(state(), parse_inputs(raw), "ci", "")
+    assert checks == preflight.check_platforms(
+        infos(), (AMD64, ARM64), {AMD64: (), ARM64: ({"key": "arch", "operator": "Exists"},)}
+    )
+    assert checks[1].native == ("arm-1",)
+
+
+def test_a_missing_namespace_with_no_right_to_read_it_is_not_an_error() -> None:
+    checks = preflight.platform_checks(
+        state(namespace_exists=None), parse_inputs({"platforms": "linux/amd64"}), "ci", ""
+    )
+    assert [c.platform for c in checks] == [AMD64]
+
+
+def test_emulation_warnings_name_the_platform_and_the_host() -> None:
+    assert preflight.emulation_warnings({}) == []
+    (warning,) = preflight.emulation_warnings({RISCV: AMD64})
+    assert warning.startswith("no node serves linux/riscv64 natively: it is EMULATED on linux/amd64 nodes")
+    assert "Add a native node" in warning
+
+
+def test_plan_lists_native_platforms_first() -> None:
+    plan = preflight.Plan((ARMV7,), {RISCV: AMD64})
+    assert plan.platforms == (ARMV7, RISCV)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kubebuildx import progress, summary
+from kubebuildx import build, progress, summary
 from kubebuildx.builder import BuilderSpec, plan
 from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
@@ -34,7 +34,7 @@ def spec(emulated: dict[Platform, Platform] | None = None) -> BuilderSpec:
     return plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=native, emulated=emulated)
 
 
-def result(**kw: object) -> summary.BuildResult:
+def result(**kw: object) -> build.BuildResult:
     args: dict[str, object] = {
         "spec": spec(),
         "timings": timings(),
@@ -44,7 +44,7 @@ def result(**kw: object) -> summary.BuildResult:
         "seconds": 23.456,
     }
     args.update(kw)
-    return summary.BuildResult(**args)  # type: ignore[arg-type]
+    return build.BuildResult(**args)  # type: ignore[arg-type]
 
 
 def test_outputs() -> None:
@@ -53,7 +53,7 @@ def test_outputs() -> None:
         "containerimage.config.digest": "sha256:cfg",
         "buildx.build.ref": "b/x",
     }
-    out = summary.outputs(result(metadata=metadata))
+    out = summary.step_outputs(result(metadata=metadata))
     assert sorted(out) == [
         "builder",
         "digest",
@@ -94,14 +94,14 @@ def test_outputs() -> None:
 
 
 def test_outputs_without_an_image() -> None:
-    out = summary.outputs(result(pod_nodes={}))
+    out = summary.step_outputs(result(pod_nodes={}))
     assert (out["digest"], out["imageid"], out["metadata"]) == ("", "", "{}")
     assert [n["kubernetes-node"] for n in json.loads(out["nodes"])] == ["", ""]
 
 
 @pytest.mark.parametrize("value", [None, 42, ["sha256:a"]])
 def test_digest_that_is_not_a_string(value: object) -> None:
-    assert summary.digest({"containerimage.digest": value}) == ""
+    assert result(metadata={"containerimage.digest": value}).digest == ""
 
 
 def test_markdown() -> None:
@@ -164,7 +164,7 @@ def test_emulated_platform_is_marked() -> None:
     rows = summary.timings_table(r).splitlines()
     assert rows[2] == "| _Kubernetes node_ | ? | amd-2 (emulated) |"
     assert rows[3] == "| [build 1/1] RUN make | 2.0s | 1m05.2s |"
-    assert json.loads(summary.outputs(r)["nodes"])[1]["emulated"] is True
+    assert json.loads(summary.step_outputs(r)["nodes"])[1]["emulated"] is True
     assert summary.markdown(r).splitlines()[0] == (
         "### kubebuildx: :white_check_mark: built `linux/amd64`, `linux/riscv64` "
         "(`linux/riscv64` emulated with QEMU) in 23.5s"

@@ -110,7 +110,6 @@ class BlockUploader:
         self._hash = hashlib.sha256()
         self._size = 0
         self._failure: BaseException | None = None
-        self.retries = 0
         self._last_progress = time.monotonic()
 
     # The zip writer calls this for every piece it produces.
@@ -217,7 +216,6 @@ class BlockUploader:
                 )
             if attempt + 1 < self._backoff.attempts:
                 wait = self._backoff.delay(attempt, random.random())  # noqa: S311 - jitter, not crypto
-                self.retries += 1
                 runner.info(f"Blob upload {what}: {problem}; retry {attempt + 1} in {wait:.1f}s")
                 self._sleep(wait)
         raise ArtifactError(

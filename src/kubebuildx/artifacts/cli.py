@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kubebuildx import runner
+from kubebuildx.action_spec import IF_NO_FILES_FOUND
 from kubebuildx.artifacts.upload import (
-    IF_NO_FILES_FOUND,
     SUMMARY_HEADER,
     UploadOptions,
     summary_rows,
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     paths: list[Path] = args.paths
     root = common_root(paths)
     with runner.group(f"Uploading artifact {options.name}"):
-        uploaded = upload_artifact(root, options, [absolute_path(p) for p in paths])
+        uploaded = upload_artifact(root, options, [absolute_path(p) for p in paths], env=os.environ)
     if uploaded is None:
         return 0
     runner.set_output("artifact-id", str(uploaded.id))

@@ -10,8 +10,7 @@ names.
 
 from __future__ import annotations
 
-import re
-
+from kubebuildx import platforms as plat
 from kubebuildx.errors import InputError
 
 # Characters that NTFS and friends cannot hold: refused in names and in paths.
@@ -33,12 +32,6 @@ INVALID_NAME_CHARACTERS: dict[str, str] = {
     "\\": "Backslash \\",
     "/": "Forward slash /",
 }
-
-# Output folders as buildx writes them with platform-split: linux_amd64, linux_arm_v7.
-_PLATFORM_DIR = re.compile(
-    r"^(?P<os>linux|windows|darwin|freebsd|netbsd|openbsd|illumos|solaris|aix|wasip1|js)"
-    r"_(?P<arch>[a-z0-9]+)(?:_(?P<variant>[a-z0-9]+))?$"
-)
 
 
 def validate_artifact_name(name: str) -> None:
@@ -71,13 +64,15 @@ def validate_file_path(path: str) -> None:
 
 
 def platform_from_dirname(dirname: str) -> str | None:
-    """``linux_arm_v7`` -> ``linux/arm/v7``; None for a folder that is not a platform."""
-    match = _PLATFORM_DIR.match(dirname)
-    if match is None:
+    """``linux_arm_v7`` -> ``linux/arm/v7``: a folder buildx's local exporter
+    writes with platform-split (``Platform.folder``); None for any other folder."""
+    try:
+        platform = plat.parse(dirname.replace("_", "/"))
+    except InputError:
         return None
-    return "/".join(part for part in match.group("os", "arch", "variant") if part)
+    return str(platform) if platform.folder == dirname else None
 
 
 def platform_artifact_name(base: str, platform: str) -> str:
-    """``("app", "linux/arm/v7")`` -> ``app-linux-arm-v7``."""
-    return f"{base}-{platform.replace('/', '-')}"
+    """``("app", "linux/arm/v7")`` -> ``app-linux-arm-v7`` (``Platform.slug``)."""
+    return f"{base}-{plat.parse(platform).slug}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -52,8 +51,8 @@ QUOTA_HINT = (
 # --- environment: one getter per variable --------------------------------------------------
 
 
-def _required(name: str, what: str) -> str:
-    value = os.environ.get(name, "")
+def _required(env: Mapping[str, str], name: str, what: str) -> str:
+    value = env.get(name, "")
     if not value:
         raise ArtifactError(
             f"Unable to get the {name} environment variable ({what}).",
@@ -62,36 +61,36 @@ def _required(name: str, what: str) -> str:
     return value
 
 
-def runtime_token() -> str:
-    token = _required("ACTIONS_RUNTIME_TOKEN", "the token for the artifact service")
+def runtime_token(env: Mapping[str, str]) -> str:
+    token = _required(env, "ACTIONS_RUNTIME_TOKEN", "the token for the artifact service")
     runner.mask(token)
     return token
 
 
-def results_origin() -> str:
-    url = _required("ACTIONS_RESULTS_URL", "the artifact service's address")
+def results_origin(env: Mapping[str, str]) -> str:
+    url = _required(env, "ACTIONS_RESULTS_URL", "the artifact service's address")
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
         raise ArtifactError(f"ACTIONS_RESULTS_URL is not a URL: {redact_url(url)}.")
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def server_url() -> str:
-    return os.environ.get("GITHUB_SERVER_URL") or "https://github.com"
+def server_url(env: Mapping[str, str]) -> str:
+    return env.get("GITHUB_SERVER_URL") or "https://github.com"
 
 
-def repository() -> str:
-    return _required("GITHUB_REPOSITORY", "owner/name, for the artifact's link")
+def repository(env: Mapping[str, str]) -> str:
+    return _required(env, "GITHUB_REPOSITORY", "owner/name, for the artifact's link")
 
 
-def run_id() -> str:
-    return _required("GITHUB_RUN_ID", "the workflow run, for the artifact's link")
+def run_id(env: Mapping[str, str]) -> str:
+    return _required(env, "GITHUB_RUN_ID", "the workflow run, for the artifact's link")
 
 
-def max_retention_days() -> int | None:
+def max_retention_days(env: Mapping[str, str]) -> int | None:
     """GITHUB_RETENTION_DAYS, the repository's limit; None when unset or not a number."""
     try:
-        return int(os.environ.get("GITHUB_RETENTION_DAYS", ""))
+        return int(env.get("GITHUB_RETENTION_DAYS", ""))
     except ValueError:
         return None
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kubebuildx import runner
+from kubebuildx.action_spec import COMPRESSION_LEVELS, IF_NO_FILES_FOUND
 from kubebuildx.artifacts import service
 from kubebuildx.artifacts.blob import BlockUploader, block_size_for
 from kubebuildx.artifacts.names import platform_artifact_name, platform_from_dirname, validate_artifact_name
@@ -22,7 +24,6 @@ from kubebuildx.artifacts.service import BackendIds, TwirpClient
 from kubebuildx.artifacts.zipstream import Entry, collect, write_zip
 from kubebuildx.errors import ArtifactError, InputError
 
-IF_NO_FILES_FOUND = ("warn", "error", "ignore")
 ALL_PLATFORMS = "all"
 SUMMARY_HEADER = "| Platform | Artifact | Size | Link |\n| --- | --- | --- | --- |"
 
@@ -47,7 +48,7 @@ class UploadedArtifact:
 
 def validate_options(options: UploadOptions) -> None:
     validate_artifact_name(options.name)
-    if not 0 <= options.compression_level <= 9:
+    if options.compression_level not in COMPRESSION_LEVELS:
         raise InputError(
             f"compression-level must be between 0 and 9, got {options.compression_level}.",
             hint="use 0 (no compression, fastest) to 9 (smallest); the default is 6",
@@ -86,27 +87,35 @@ class Context:
     max_retention_days: int | None
 
     @classmethod
-    def from_environ(cls) -> Context:
-        token = service.runtime_token()
+    def from_env(cls, env: Mapping[str, str]) -> Context:
+        token = service.runtime_token(env)
         ids = service.backend_ids(token)
-        server = service.server_url()
+        server = service.server_url(env)
         if service.is_ghes(server):
             raise ArtifactError(
                 f"GitHub Enterprise Server ({server}) does not support the v4 artifact service "
                 "that kubebuildx uses.",
                 hint="upload the output folder with actions/upload-artifact@v3 on GHES",
             )
-        link_base = f"{server.rstrip('/')}/{service.repository()}/actions/runs/{service.run_id()}/artifacts"
-        client = TwirpClient(service.results_origin(), token)
-        return cls(client, ids, link_base, service.max_retention_days())
+        link_base = (
+            f"{server.rstrip('/')}/{service.repository(env)}/actions/runs/{service.run_id(env)}/artifacts"
+        )
+        client = TwirpClient(service.results_origin(env), token)
+        return cls(client, ids, link_base, service.max_retention_days(env))
 
 
 def upload_artifact(
-    root: Path, options: UploadOptions, paths: Sequence[Path] | None = None
+    root: Path,
+    options: UploadOptions,
+    paths: Sequence[Path] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> UploadedArtifact | None:
     """Upload ``paths`` (default: all of ``root``) as one zip artifact, named relative to ``root``.
 
-    Returns None when there is nothing to upload and if-no-files-found is warn or ignore.
+    ``env`` is the job's environment (default: this process's): the artifact
+    service's token and address. Returns None when there is nothing to upload
+    and if-no-files-found is warn or ignore.
     """
     validate_options(options)
     if not root.exists():
@@ -116,7 +125,7 @@ def upload_artifact(
     if not entries:
         no_files(options, str(root))
         return None
-    return upload_entries(Context.from_environ(), entries, options)
+    return upload_entries(Context.from_env(os.environ if env is None else env), entries, options)
 
 
 def delete_if_exists(ctx: Context, name: str) -> None:
@@ -208,7 +217,12 @@ def platform_folders(output_dir: Path) -> dict[str, Path]:
 
 
 def upload_platform_artifacts(
-    output_dir: Path, base_name: str, options: UploadOptions, per_platform: bool = True
+    output_dir: Path,
+    base_name: str,
+    options: UploadOptions,
+    per_platform: bool = True,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, UploadedArtifact]:
     """One artifact per platform folder (``<base>-<os>-<arch>[-<variant>]``), or one keyed "all".
 
@@ -239,7 +253,7 @@ def upload_platform_artifacts(
         if not entries:
             no_files(opts, str(folders.get(platform, output_dir)))
             continue
-        ctx = ctx or Context.from_environ()
+        ctx = ctx or Context.from_env(os.environ if env is None else env)
         uploaded[platform] = upload_entries(ctx, entries, opts)
     return uploaded
 

@@ -7,8 +7,10 @@ function of the tree (the official client's is not: archiver stamps mtimes and
 its entry order follows the glob).
 
 Unix modes are kept in the external attributes (``version made by`` = Unix), so
-``unzip`` and Python's ``zipfile`` can restore the executable bit. Symlinks
-are followed, as the official client does (it uploads the target's contents).
+``unzip`` and Python's ``zipfile`` can restore the executable bit. A symlink
+inside the folder is followed (its target's contents are uploaded, as the
+official client does); one that leads out of the folder, or nowhere, is left
+out with a warning.
 
 Format notes (APPNOTE.TXT 6.3.10):
 - A file that does not compress (judged on its first 256 KiB for large files,

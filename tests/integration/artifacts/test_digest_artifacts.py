@@ -5,6 +5,7 @@ job's download-artifact (pattern: digests-*, merge-multiple: true) and
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import zipfile
@@ -13,7 +14,8 @@ from pathlib import Path
 from artifact_twirp_server import RunningService
 from test_artifact_roundtrip import blob_bytes
 
-from kubebuildx import merge, pipeline, progress, summary
+from kubebuildx import build, merge, pipeline, progress
+from kubebuildx.artifacts import build_artifacts
 from kubebuildx.builder import BuilderSpec, NodeSpec
 from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import parse
@@ -25,12 +27,12 @@ DIGESTS = {
 }
 
 
-def pushed(platform: str, digest: str, tmp_path: Path) -> tuple[pipeline.Run, summary.BuildResult]:
+def pushed(platform: str, digest: str, tmp_path: Path) -> tuple[pipeline.Run, build.BuildResult]:
     inputs = parse_inputs({"push": "true", "image": "ghcr.io/octo/app", "platforms": platform})
     run = pipeline.start(inputs, {**os.environ, "KUBEBUILDX_TEMP": str(tmp_path)})
     p = parse(platform)
     spec = BuilderSpec("kbx-digest", "buildkit", (NodeSpec(f"kbx-digest-{p.slug}", p, ()),), ())
-    result = summary.BuildResult(
+    result = build.BuildResult(
         spec, progress.Timings((), (), {}, 0.0), {}, {"containerimage.digest": digest}, "", 1.0
     )
     return run, result
@@ -41,7 +43,9 @@ def test_each_platform_job_uploads_its_digest_named_for_the_merge(
 ) -> None:
     for platform, digest in DIGESTS.items():
         run, result = pushed(platform, digest, tmp_path / platform.replace("/", "_"))
-        row = pipeline.record_digest(run, result)
+        assert build_artifacts.records_digest(run.inputs, result)
+        assert build_artifacts.can_upload(run.inputs, run.env)
+        row = build_artifacts.record_digest(run.inputs, result, run.digest_dir(result.spec), run.env)
         name = merge.digest_artifact_name("", (parse(platform),))
         assert f"`{name}`" in row
     assert service.service.methods_called().count("FinalizeArtifact") == len(DIGESTS)
@@ -59,8 +63,7 @@ def test_each_platform_job_uploads_its_digest_named_for_the_merge(
 
 def test_no_upload_when_the_build_did_not_push_by_digest(service: RunningService, tmp_path: Path) -> None:
     run, result = pushed("linux/arm64", DIGESTS["linux/arm64"], tmp_path)
-    tagged = pipeline.Run(
-        parse_inputs({"push": "true", "tags": "ghcr.io/octo/app:1"}), run.env, run.workdir, run.store
-    )
-    assert pipeline.record_digest(tagged, result) == ""
+    tagged = dataclasses.replace(run, inputs=parse_inputs({"push": "true", "tags": "ghcr.io/octo/app:1"}))
+    assert not build_artifacts.records_digest(tagged.inputs, result)
+    pipeline.publish(tagged, result)  # the outputs and the summary, and no upload at all
     assert service.service.methods_called() == []

@@ -1,4 +1,5 @@
-"""The builder spec as buildx's own store: the instance file and ``current``.
+"""buildx's own store: the builder's instance file, ``current`` and
+``activity``, and the private kubeconfig copy a warm builder keeps next to it.
 
 Mirrors buildx v0.36.1 exactly (store/nodegroup.go, store/store.go,
 builder/builder.go): the JSON is what Go's encoding/json writes for
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,8 @@ def go_json(value: Any) -> str:
     )
 
 
-def node_group(spec: BuilderSpec, kubeconfig: str, *, with_platforms: bool = True) -> dict[str, Any]:
-    """``store.NodeGroup`` as a dict in Go's field order (map keys sorted).
-
-    ``with_platforms=False`` gives the same nodes with no configured
-    platforms, so that ``buildx inspect`` shows only what BuildKit itself reports.
-    """
+def node_group(spec: BuilderSpec, kubeconfig: str) -> dict[str, Any]:
+    """``store.NodeGroup`` as a dict in Go's field order (map keys sorted)."""
     files = {k: base64.b64encode(v).decode() for k, v in sorted(spec.files)} or None
     return {
         "Name": spec.name,
@@ -54,7 +51,7 @@ def node_group(spec: BuilderSpec, kubeconfig: str, *, with_platforms: bool = Tru
             {
                 "Name": node.name,
                 "Endpoint": endpoint(spec.name, node.name, kubeconfig),
-                "Platforms": [node.platform.oci()] if with_platforms else None,
+                "Platforms": [node.platform.oci()],
                 "DriverOpts": dict(sorted(node.driver_opts)),
                 "Flags": list(spec.flags) or None,
                 "Files": files,
@@ -69,15 +66,15 @@ def instance_json(spec: BuilderSpec, kubeconfig: str) -> str:
     return go_json(node_group(spec, kubeconfig))
 
 
-def current_json(name: str, docker_host: str | None = None) -> str:
-    """``current``: makes the builder the default, whatever docker context is active."""
-    key = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+def current_json(name: str, docker_host: str = "") -> str:
+    """``current``: makes the builder the default, whatever docker context is active.
+    ``docker_host`` is the job's $DOCKER_HOST, which buildx keys it by."""
+    key = docker_host or DEFAULT_DOCKER_HOST
     return go_json({"Key": key, "Name": name, "Global": True})
 
 
-def buildx_dir(env: dict[str, str] | None = None) -> Path:
+def buildx_dir(env: Mapping[str, str]) -> Path:
     """Where buildx keeps its store: $BUILDX_CONFIG, else $DOCKER_CONFIG/buildx, else ~/.docker/buildx."""
-    env = dict(os.environ) if env is None else env
     if env.get("BUILDX_CONFIG"):
         return Path(env["BUILDX_CONFIG"])
     if env.get("DOCKER_CONFIG"):
@@ -85,14 +82,20 @@ def buildx_dir(env: dict[str, str] | None = None) -> Path:
     return Path(env.get("HOME", str(Path.home()))) / ".docker" / "buildx"
 
 
-def write(spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool = True) -> Path:
+def write(
+    spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool = True, docker_host: str = ""
+) -> Path:
     """Write the instance file (and ``current``, ``activity``) into buildx's store."""
-    path = store / "instances" / spec.name
+    path = instance_file(store, spec.name)
     atomic_write(path, instance_json(spec, kubeconfig))
     atomic_write(store / "activity" / spec.name, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     if make_current:
-        atomic_write(store / "current", current_json(spec.name))
+        atomic_write(store / "current", current_json(spec.name, docker_host))
     return path
+
+
+def instance_file(store: Path, name: str) -> Path:
+    return store / "instances" / name
 
 
 def kept_kubeconfig(store: Path, name: str) -> Path:
@@ -100,7 +103,7 @@ def kept_kubeconfig(store: Path, name: str) -> Path:
     return store / "kubebuildx" / f"{name}.kubeconfig"
 
 
-def keep_kubeconfig(store: Path, name: str, text: str) -> Path:
+def keep_kubeconfig_copy(store: Path, name: str, text: str) -> Path:
     path = kept_kubeconfig(store, name)
     atomic_write(path, text)
     return path
@@ -118,3 +121,25 @@ def remove(name: str, store: Path) -> None:
                 current.unlink()
         except ValueError:
             pass
+
+
+def materialize(
+    spec: BuilderSpec,
+    kubeconfig: Path,
+    store: Path,
+    *,
+    keep_kubeconfig: bool,
+    kubeconfig_ref: str | None = None,
+    docker_host: str = "",
+) -> Path:
+    """Write the builder's instance file into the store; return its path.
+
+    A builder that outlives the run's workdir (``keep_kubeconfig``) gets a
+    private copy of the kubeconfig next to the store. The instance points at
+    ``kubeconfig_ref`` when given (``kubebuildx instance --kubeconfig-ref``),
+    else at that copy, else at the run's own kubeconfig.
+    """
+    ref = kubeconfig
+    if keep_kubeconfig:
+        ref = keep_kubeconfig_copy(store, spec.name, kubeconfig.read_text())
+    return write(spec, str(ref) if kubeconfig_ref is None else kubeconfig_ref, store, docker_host=docker_host)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kubebuildx import files, instance
+from kubebuildx import buildx_store, files
 from kubebuildx.builder import BuilderSpec, plan
 from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
@@ -57,7 +57,7 @@ def with_config() -> BuilderSpec:
 )
 def test_instance_json_is_buildx_golden(case: str, spec: BuilderSpec, kubeconfig: str) -> None:
     golden = (FIXTURES / f"{case}.json").read_bytes()
-    assert instance.instance_json(spec, kubeconfig).encode() == golden
+    assert buildx_store.instance_json(spec, kubeconfig).encode() == golden
 
 
 def test_golden_decodes_to_what_we_planned() -> None:
@@ -69,13 +69,6 @@ def test_golden_decodes_to_what_we_planned() -> None:
     assert node["DriverOpts"]["annotations"] == "team=a&b<c>"
     assert node["Flags"] == ["--debug"]
     assert base64.b64decode(node["Files"]["buildkitd.toml"]) == CONFIG
-
-
-def test_node_group_without_platforms() -> None:
-    """For the probe: the same nodes, no configured platforms (null, as Go writes a nil slice)."""
-    group = instance.node_group(two_node(), "/tmp/k", with_platforms=False)
-    assert [n["Platforms"] for n in group["Nodes"]] == [None, None]
-    assert '"Platforms":null' in instance.go_json(group)
 
 
 @pytest.mark.parametrize(
@@ -98,7 +91,7 @@ def test_node_group_without_platforms() -> None:
     ],
 )
 def test_endpoint_is_url_values_encode(builder: str, node: str, kubeconfig: str, expected: str) -> None:
-    assert instance.endpoint(builder, node, kubeconfig) == expected
+    assert buildx_store.endpoint(builder, node, kubeconfig) == expected
 
 
 @pytest.mark.parametrize(
@@ -112,19 +105,25 @@ def test_endpoint_is_url_values_encode(builder: str, node: str, kubeconfig: str,
     ],
 )
 def test_go_json(value: object, expected: str) -> None:
-    assert instance.go_json(value) == expected
+    assert buildx_store.go_json(value) == expected
 
 
 def test_current_json_is_golden() -> None:
     golden = (FIXTURES / "current.json").read_text()
-    assert instance.current_json("kbx-demo", "unix:///var/run/docker.sock") == golden
+    assert buildx_store.current_json("kbx-demo", "unix:///var/run/docker.sock") == golden
 
 
-def test_current_json_uses_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_HOST", "tcp://docker:2376")
-    assert json.loads(instance.current_json("b")) == {"Key": "tcp://docker:2376", "Name": "b", "Global": True}
-    monkeypatch.delenv("DOCKER_HOST")
-    assert json.loads(instance.current_json("b"))["Key"] == "unix:///var/run/docker.sock"
+def test_current_json_uses_docker_host(tmp_path: Path) -> None:
+    """The job's $DOCKER_HOST, handed in (test_pipeline checks it comes from the job's environment)."""
+    docker_host = "tcp://docker:2376"
+    assert json.loads(buildx_store.current_json("b", docker_host)) == {
+        "Key": docker_host,
+        "Name": "b",
+        "Global": True,
+    }
+    assert json.loads(buildx_store.current_json("b"))["Key"] == "unix:///var/run/docker.sock"
+    buildx_store.write(two_node(), "/tmp/k", tmp_path, docker_host=docker_host)
+    assert json.loads((tmp_path / "current").read_text())["Key"] == docker_host
 
 
 @pytest.mark.parametrize(
@@ -138,7 +137,7 @@ def test_current_json_uses_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_buildx_dir_precedence(env: dict[str, str], expected: str) -> None:
-    assert instance.buildx_dir(env) == Path(expected)
+    assert buildx_store.buildx_dir(env) == Path(expected)
 
 
 def _mode(path: Path) -> int:
@@ -149,7 +148,7 @@ def test_write_creates_the_store_with_mode_0600(tmp_path: Path, monkeypatch: pyt
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     store = tmp_path / "buildx"
     spec = two_node()
-    path = instance.write(spec, "/tmp/k", store)
+    path = buildx_store.write(spec, "/tmp/k", store)
     assert path == store / "instances" / "kbx-demo"
     assert path.read_bytes() == (FIXTURES / "two-node.json").read_bytes()
     assert (store / "current").read_text() == (FIXTURES / "current.json").read_text()
@@ -165,7 +164,7 @@ def test_write_creates_the_store_with_mode_0600(tmp_path: Path, monkeypatch: pyt
 
 
 def test_write_without_current(tmp_path: Path) -> None:
-    instance.write(two_node(), "/tmp/k", tmp_path, make_current=False)
+    buildx_store.write(two_node(), "/tmp/k", tmp_path, make_current=False)
     assert not (tmp_path / "current").exists()
 
 
@@ -174,7 +173,7 @@ def test_write_replaces_and_never_widens(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text("old")
     path.chmod(0o644)
-    instance.write(two_node(), "/tmp/k", tmp_path)
+    buildx_store.write(two_node(), "/tmp/k", tmp_path)
     assert _mode(path) == 0o600
     assert path.read_bytes() == (FIXTURES / "two-node.json").read_bytes()
 
@@ -200,29 +199,29 @@ def test_atomic_write_failure_leaves_no_temp_file(tmp_path: Path, monkeypatch: p
 
 
 def test_remove_forgets_the_builder(tmp_path: Path) -> None:
-    instance.write(two_node(), "/tmp/k", tmp_path)
-    instance.remove("kbx-demo", tmp_path)
+    buildx_store.write(two_node(), "/tmp/k", tmp_path)
+    buildx_store.remove("kbx-demo", tmp_path)
     assert not (tmp_path / "instances" / "kbx-demo").exists()
     assert not (tmp_path / "activity" / "kbx-demo").exists()
     assert not (tmp_path / "current").exists()
 
 
 def test_remove_keeps_another_current_builder(tmp_path: Path) -> None:
-    instance.write(two_node(), "/tmp/k", tmp_path)
-    files.atomic_write(tmp_path / "current", instance.current_json("other"))
-    instance.remove("kbx-demo", tmp_path)
+    buildx_store.write(two_node(), "/tmp/k", tmp_path)
+    files.atomic_write(tmp_path / "current", buildx_store.current_json("other"))
+    buildx_store.remove("kbx-demo", tmp_path)
     assert json.loads((tmp_path / "current").read_text())["Name"] == "other"
 
 
 def test_kept_kubeconfig_is_private_and_removed_with_the_builder(tmp_path: Path) -> None:
-    path = instance.keep_kubeconfig(tmp_path, "kbx-demo", "apiVersion: v1\n")
+    path = buildx_store.keep_kubeconfig_copy(tmp_path, "kbx-demo", "apiVersion: v1\n")
     assert (
         path
-        == instance.kept_kubeconfig(tmp_path, "kbx-demo")
+        == buildx_store.kept_kubeconfig(tmp_path, "kbx-demo")
         == tmp_path / "kubebuildx" / "kbx-demo.kubeconfig"
     )
     assert _mode(path) == 0o600
     assert _mode(path.parent) == 0o700
-    instance.write(two_node(), str(path), tmp_path)
-    instance.remove("kbx-demo", tmp_path)
+    buildx_store.write(two_node(), str(path), tmp_path)
+    buildx_store.remove("kbx-demo", tmp_path)
     assert not path.exists()

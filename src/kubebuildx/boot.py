@@ -1,5 +1,9 @@
-"""Bootstrap: boot the builder, explain pods that do not start, and check
-that each node's BuildKit serves the platform it was meant for.
+"""Booting the builder: ``buildx inspect --bootstrap``, the explanation when
+its pods do not start, and the check that each node's BuildKit runs on the CPU
+it was meant for.
+
+Pure parsing and judging first (tested on captured outputs in
+tests/fixtures/inspect/); the two edges, ``start`` and ``verify``, at the end.
 """
 
 from __future__ import annotations
@@ -7,14 +11,20 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from kubebuildx import cmd, kube, runner
 from kubebuildx import platforms as plat
-from kubebuildx.builder import BuilderSpec
+from kubebuildx.builder import BuilderSpec, NodeSpec
 from kubebuildx.errors import BootstrapError, InputError
+from kubebuildx.inputs import parse_duration
 from kubebuildx.platforms import Platform
+
+DEFAULT_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -195,3 +205,113 @@ def hint_for(reasons: Sequence[str]) -> str:
             "pod-security.kubernetes.io/enforce=privileged, or use driver-opts rootless=true"
         )
     return "read the pods' events: kubectl describe pods -n NAMESPACE -l app=NODE"
+
+
+def timeout_of(spec: BuilderSpec) -> float:
+    """Seconds to wait for the pods: the first node's driver-opts ``timeout``, else buildx's default."""
+    for node in spec.nodes:
+        value = dict(node.driver_opts).get("timeout")
+        if value:
+            return parse_duration(value) or 0.0  # parse_inputs checked it is a duration
+    return DEFAULT_TIMEOUT
+
+
+def failed(inspected: Inspected, returncode: int) -> bool:
+    """buildx failed, or a node is not running (an empty status: buildx printed none)."""
+    nodes = [n for n in inspected.nodes if n.error or n.status not in ("running", "")]
+    return returncode != 0 or bool(inspected.error) or bool(nodes)
+
+
+def explain_failure(
+    builder: str,
+    inspected: Inspected,
+    output: str,
+    reasons: Sequence[str],
+    *,
+    waited: float,
+    timeout: float,
+) -> BootstrapError:
+    """The error for a builder that did not boot: buildx's own words first (it
+    knows when the driver refused the spec itself), then why the pods are not
+    ready (``diagnose``), and the most specific fix."""
+    words = [n.error for n in inspected.nodes if n.error] or [inspected.error] * bool(inspected.error)
+    words = words or [cmd.last_words(output, 8) or "buildx gave no reason"]
+    gave_up = f"did not become ready within {timeout:.0f}s" if waited >= timeout else "could not start"
+    return BootstrapError(
+        f"builder {builder} {gave_up}:\n  buildx: " + "\n  ".join([*words, *reasons]),
+        hint=hint_for([*words, *reasons]),
+    )
+
+
+# ---- the edges: boot, then ask each BuildKit -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Booted:
+    """A builder whose every node runs, on the Kubernetes node named for it."""
+
+    spec: BuilderSpec
+    pod_nodes: Mapping[str, str]  # buildx node → Kubernetes node its pod runs on
+
+
+def start(connection: kube.Connection, spec: BuilderSpec, buildx: Sequence[str]) -> None:
+    """``buildx inspect --bootstrap``; BootstrapError with the pods' story when it fails."""
+    started = time.monotonic()
+    timeout = timeout_of(spec)
+    result = cmd.run(
+        [*buildx, "inspect", "--bootstrap", "--timeout", f"{int(timeout)}s", spec.name],
+        check=False,
+        timeout=timeout + 30,
+        error=BootstrapError,
+        what="buildx inspect --bootstrap",
+    )
+    inspected = parse_inspect(result.stdout)
+    if failed(inspected, result.returncode):
+        waited = time.monotonic() - started
+        reasons: list[str] = []
+        try:
+            events = kube.list_events(connection)
+            for node in spec.nodes:
+                reasons += diagnose(kube.list_pods(connection, node.name), events, node.name)
+        except Exception as exc:  # noqa: BLE001 - the API may be the problem; keep buildx's words
+            runner.debug(f"cannot read the builder's pods: {type(exc).__name__}")
+        raise explain_failure(
+            spec.name, inspected, result.stderr or result.stdout, reasons, waited=waited, timeout=timeout
+        )
+    runner.info(result.stdout.strip())
+
+
+def verify(connection: kube.Connection, spec: BuilderSpec) -> Booted:
+    """Ask each node's BuildKit which CPU it runs on; BootstrapError for a node on the wrong one."""
+    # One exec per node, side by side: each is a round trip through the API server.
+    with ThreadPoolExecutor(max_workers=len(spec.nodes)) as pool:
+        probes = list(pool.map(lambda node: _probe(connection, node), spec.nodes))
+    pod_nodes = {node.name: where for node, (_, where, _) in zip(spec.nodes, probes, strict=True) if where}
+    reported = {node.name: found for node, (_, _, found) in zip(spec.nodes, probes, strict=True)}
+    for node, (pod, where, found) in zip(spec.nodes, probes, strict=True):
+        runner.info(
+            f"{node.name}: pod {pod or '?'} on {where or '?'}, BuildKit runs on "
+            + (str(found[0]) if found else "?")
+            + (f" (emulating {node.platform})" if node.emulated_on else "")
+        )
+    check_native(spec, reported, pod_nodes)
+    return Booted(spec, pod_nodes)
+
+
+def _probe(connection: kube.Connection, node: NodeSpec) -> tuple[str, str, tuple[Platform, ...]]:
+    """(pod, Kubernetes node, platforms its BuildKit lists) for one builder node."""
+    pods = kube.list_pods(connection, node.name)
+    running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+    if not running:
+        return "", "", ()
+    pod = running[0].get("metadata", {}).get("name", "")
+    where = running[0].get("spec", {}).get("nodeName", "")
+    try:
+        text = kube.exec_in_pod(connection.api, connection.namespace, pod, list(WORKERS_ARGV))
+    except Exception as exc:  # noqa: BLE001 - the client raises many kinds; all mean "cannot tell"
+        raise BootstrapError(
+            f"cannot ask BuildKit in pod {pod} which platforms it runs: {type(exc).__name__}",
+            hint="the builder image must contain buildctl (moby/buildkit images do), and the user "
+            "needs get and create on pods/exec (deploy/rbac.yaml)",
+        ) from None
+    return pod, where, worker_platforms(text)

@@ -1,0 +1,444 @@
+"""The pipeline end to end through ``kubebuildx``'s own entry points, with the
+two edges it drives faked where they leave the process: ``cmd`` (buildx) and
+``kube`` (the API server and exec). Everything between, from parsing the
+inputs to the summary file, is the real code.
+
+The fake cluster has a Ready amd64 node and a Ready arm64 node; its buildx
+boots every node and its BuildKits report their own CPU, unless a test says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubebuildx import action, buildx_store, cleanup, cli, cmd, kube, runner
+from kubebuildx.artifacts import build_artifacts
+from kubebuildx.errors import ArtifactError, ToolError
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+CONTEXT = FIXTURES / "contexts" / "scratch"
+TOKEN = "FAKE-TOKEN-ci-bot-kubebuildx-unit-test-0001"  # in tests/fixtures/kubeconfig/token.yaml
+BUILDER = "kbx-unit"
+NODES = {"linux/amd64": "amd-1", "linux/arm64": "arm-1"}
+
+
+def node_json(name: str, arch: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"kubernetes.io/arch": arch, "kubernetes.io/os": "linux"}},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+@dataclass
+class FakeCluster:
+    """The API server and the buildx commands, as the pipeline sees them through kube and cmd."""
+
+    namespace_exists: bool = True
+    boot_error: str = ""  # the Error buildx inspect prints for the arm64 node, with exit 1
+    pending_reason: str = ""  # the arm64 pod's PodScheduled=False message
+    build_fails: bool = False
+    rm_fails: bool = False
+    commands: list[list[str]] = field(default_factory=list)
+
+    # ---- kube -------------------------------------------------------------------------------
+    def request(
+        self,
+        api: Any,
+        method: str,
+        path: str,
+        server: str,
+        what: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        if path == "/version":
+            return 200, {"gitVersion": "v1.36.3"}
+        if path.endswith("/selfsubjectaccessreviews"):
+            return 201, {"status": {"allowed": True}}
+        if path == "/api/v1/nodes":
+            return 200, {"items": [node_json("amd-1", "amd64"), node_json("arm-1", "arm64")]}
+        if re.fullmatch(r"/api/v1/namespaces/[^/]+", path):
+            return (200, {}) if self.namespace_exists else (404, {})
+        if path.endswith("/pods"):
+            app = (query or {})["labelSelector"].removeprefix("app=")
+            return 200, {"items": [self.pod(app)]}
+        if path.endswith("/events"):
+            return 200, {"items": []}
+        raise AssertionError(f"unexpected API call {method} {path}")
+
+    def pod(self, app: str) -> dict[str, Any]:
+        name = f"{app}-5d9c7b8f6d-x2x7q"
+        if self.pending_reason and app.endswith("arm64"):
+            return {
+                "metadata": {"name": name},
+                "spec": {},
+                "status": {
+                    "phase": "Pending",
+                    "conditions": [
+                        {
+                            "type": "PodScheduled",
+                            "status": "False",
+                            "reason": "Unschedulable",
+                            "message": self.pending_reason,
+                        }
+                    ],
+                },
+            }
+        arch = "arm64" if app.endswith("arm64") else "amd64"
+        return {
+            "metadata": {"name": name},
+            "spec": {"nodeName": NODES[f"linux/{arch}"]},
+            "status": {"phase": "Running"},
+        }
+
+    def exec_in_pod(self, api: Any, namespace: str, pod: str, argv: list[str]) -> str:
+        arch = "arm64" if "-linux-arm64-" in pod else "amd64"
+        return (FIXTURES / "inspect" / f"workers-{arch}.json").read_text()
+
+    # ---- cmd --------------------------------------------------------------------------------
+    def run(self, argv: Sequence[str], **kwargs: Any) -> cmd.Result:
+        argv = [str(a) for a in argv]
+        self.commands.append(argv)
+        if "inspect" in argv:
+            name = argv[-1]
+            text = f"Name:   {name}\nDriver: kubernetes\n\nNodes:\n"
+            for platform in NODES:
+                node = f"{name}-{platform.replace('/', '-')}"
+                text += f"Name:     {node}\n"
+                if self.boot_error and platform == "linux/arm64":
+                    text += f"Error:    {self.boot_error}\n\n"
+                else:
+                    text += "Status:   running\n\n"
+            return cmd.Result(tuple(argv), 1 if self.boot_error else 0, text, "", 0.1)
+        if "rm" in argv:
+            if self.rm_fails:
+                raise ToolError(f"buildx rm {argv[-1]} failed (exit 1):\nERROR: the API is gone")
+            return cmd.Result(tuple(argv), 0, "", "", 0.1)
+        raise AssertionError(f"unexpected command {argv}")
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        on_stdout: Callable[[str], None],
+        on_stderr: Callable[[str], None],
+        env: Any = None,
+        cwd: Any = None,
+    ) -> int:
+        argv = [str(a) for a in argv]
+        self.commands.append(argv)
+        assert "build" in argv
+        fixture = "failure" if self.build_fails else "multi-platform"
+        for line in (FIXTURES / "progress" / f"{fixture}.jsonl").read_text().splitlines():
+            on_stderr(line)
+        if self.build_fails:
+            return 1
+        metadata = Path(argv[argv.index("--metadata-file") + 1])
+        metadata.write_text(json.dumps({"buildx.build.ref": f"{BUILDER}/{BUILDER}0/abc"}))
+        return 0
+
+    def removed(self) -> bool:
+        return any(c[-3:] == ["rm", "--force", BUILDER] for c in self.commands)
+
+
+@dataclass(frozen=True)
+class Job:
+    tmp: Path
+    cluster: FakeCluster
+
+    @property
+    def output_file(self) -> Path:
+        return self.tmp / "github_output"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.tmp / "github_step_summary"
+
+    @property
+    def state_file(self) -> Path:
+        return self.tmp / "github_state"
+
+
+@pytest.fixture
+def job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Job]:
+    cluster = FakeCluster()
+    monkeypatch.setattr(kube, "api_client", lambda path: object())
+    monkeypatch.setattr(kube, "request", cluster.request)
+    monkeypatch.setattr(kube, "exec_in_pod", cluster.exec_in_pod)
+    monkeypatch.setattr(cmd, "run", cluster.run)
+    monkeypatch.setattr(cmd, "stream", cluster.stream)
+    monkeypatch.setattr(runner, "_masked", set())
+    for key in (
+        "GITHUB_ACTIONS",
+        "RUNNER_TEMP",
+        "ACTIONS_RUNTIME_TOKEN",
+        "KUBECONFIG",
+        "DOCKER_CONFIG",
+        "DOCKER_HOST",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "temp").mkdir()
+    monkeypatch.setenv("KUBEBUILDX_TEMP", str(tmp_path / "temp"))
+    monkeypatch.setenv("BUILDX_CONFIG", str(tmp_path / "buildx"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("output", "step_summary", "state"):
+        (tmp_path / f"github_{name}").touch()
+        monkeypatch.setenv(f"GITHUB_{name.upper()}", str(tmp_path / f"github_{name}"))
+    yield Job(tmp_path, cluster)
+
+
+def build_argv(*extra: str) -> list[str]:
+    return [
+        "build",
+        str(CONTEXT),
+        "--kubeconfig",
+        str(FIXTURES / "kubeconfig" / "token.yaml"),
+        "--builder",
+        BUILDER,
+        "--platforms",
+        "linux/amd64,linux/arm64",
+        *extra,
+    ]
+
+
+def groups(out: str) -> list[str]:
+    """The log groups, as the CLI prints them outside GitHub Actions."""
+    return [line.removeprefix("==> ") for line in out.splitlines() if line.startswith("==> ")]
+
+
+def file_commands(path: Path) -> dict[str, str]:
+    """``name<<delimiter`` blocks, as the runner reads GITHUB_OUTPUT and GITHUB_STATE."""
+    out: dict[str, str] = {}
+    lines = path.read_text().split("\n")
+    i = 0
+    while i < len(lines):
+        match = re.match(r"^([^<=]+)<<(.+)$", lines[i])
+        if match:
+            name, delim = match.groups()
+            j = lines.index(delim, i + 1)
+            out[name] = "\n".join(lines[i + 1 : j])
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+BUILD_GROUPS = [
+    "Connecting to the cluster",
+    "Preflight",
+    "Writing the builder instance",
+    f"Booting builder {BUILDER}",
+    "Checking each node builds natively",
+    "Building linux/amd64, linux/arm64",
+    "Outputs and summary",
+    "Cleanup",
+]
+
+
+def test_the_log_groups_come_in_the_order_of_the_stages(job: Job, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(build_argv()) == 0
+    out, err = capsys.readouterr()
+    assert groups(out) == BUILD_GROUPS, out
+    assert err == ""
+    # each stage did its part, in that order: boot, build, remove
+    kinds = ["inspect" if "inspect" in c else "build" if "build" in c else "rm" for c in job.cluster.commands]
+    assert kinds == ["inspect", "build", "rm"]
+    assert TOKEN not in out + err
+
+
+def test_registry_credentials_come_first(
+    job: Job, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text('{"auths": {"ghcr.io": {"auth": "RkFLRTpGQUtF"}}}')
+    assert cli.main(build_argv("--docker-config", str(config))) == 0
+    assert groups(capsys.readouterr().out) == ["Registry credentials from docker-config", *BUILD_GROUPS]
+
+
+def test_a_build_writes_its_outputs_summary_and_post_state(job: Job) -> None:
+    assert cli.main(build_argv()) == 0
+    outputs = file_commands(job.output_file)
+    assert outputs["builder"] == BUILDER
+    assert outputs["platforms"] == "linux/amd64,linux/arm64"
+    assert {n["platform"]: n["kubernetes-node"] for n in json.loads(outputs["nodes"])} == NODES
+    out = Path(outputs["output-dir"])
+    assert out == job.tmp / "temp" / "kubebuildx" / BUILDER / "out" and out.is_dir()
+    assert ":white_check_mark: built `linux/amd64`, `linux/arm64` natively" in job.summary_file.read_text()
+    # the post step's state: every key saved is one the post step reads
+    state = file_commands(job.state_file)
+    assert set(state) == {"workdir", "builder", "store", "cleanup"}
+    loaded = cleanup.PostState.load({f"STATE_{k}": v for k, v in state.items()})
+    assert loaded == cleanup.PostState(state["workdir"], BUILDER, str(job.tmp / "buildx"), True)
+    assert not Path(state["workdir"]).exists(), "the CLI cleans up at once: the kubeconfig is gone"
+
+
+def test_a_failed_build_still_writes_outputs_and_summary_then_exits_6(
+    job: Job, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job.cluster.build_fails = True
+    assert cli.main(build_argv()) == 6
+    out, err = capsys.readouterr()
+    assert groups(out)[-2:] == ["Outputs and summary", "Cleanup"]
+    outputs = file_commands(job.output_file)
+    assert outputs["builder"] == BUILDER and outputs["platforms"] == "linux/amd64,linux/arm64"
+    summary = job.summary_file.read_text()
+    build_part, _, error_part = summary.partition("### :x: Build failed")
+    assert "### kubebuildx: :x: failed `linux/amd64`, `linux/arm64`" in build_part
+    assert "did not complete successfully" in build_part  # buildx's own last words
+    assert "did not complete successfully" in error_part
+    assert err.startswith("error: context canceled\n")  # the build's own errors, as BuildKit reported them
+    assert 'process "/bin/sh -c make test" did not complete successfully: exit code: 2' in err
+    assert job.cluster.removed(), "cleanup still removes the builder"
+
+
+def test_an_upload_failure_comes_after_the_summary(
+    job: Job, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ACTIONS_RUNTIME_TOKEN", "FAKE-RUNTIME-TOKEN-kubebuildx-unit")
+    uploads: list[Path] = []
+
+    def refuse(output_dir: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        uploads.append(output_dir)
+        raise ArtifactError("Failed to CreateArtifact: the artifact storage quota has been hit")
+
+    monkeypatch.setattr(build_artifacts, "upload_platform_artifacts", refuse)
+    assert cli.main(build_argv()) == 7
+    out, err = capsys.readouterr()
+    assert groups(out)[-4:] == [
+        "Building linux/amd64, linux/arm64",
+        "Uploading artifacts",
+        "Outputs and summary",
+        "Cleanup",
+    ]
+    assert uploads == [job.tmp / "temp" / "kubebuildx" / BUILDER / "out"]
+    assert file_commands(job.output_file)["builder"] == BUILDER
+    summary = job.summary_file.read_text()
+    assert summary.index(":white_check_mark: built") < summary.index("### :x: Artifact upload failed")
+    assert "quota has been hit" in err
+
+
+def test_cleanup_only_warns_on_oserror_and_keeps_the_build_error(
+    job: Job, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job.cluster.build_fails = True
+
+    def locked(name: str, store: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(store / "instances" / name))
+
+    monkeypatch.setattr(buildx_store, "remove", locked)
+    assert cli.main(build_argv()) == 6
+    out, err = capsys.readouterr()
+    assert f"warning: could not remove builder {BUILDER}: [Errno 13] Permission denied" in err
+    # the warning comes first, and the build's error is still the one that ends the run
+    assert err.index("warning: could not remove") < err.index("error: context canceled")
+    assert "### :x: Build failed" in job.summary_file.read_text()
+    assert groups(out)[-1] == "Cleanup"
+
+
+def test_cleanup_only_warns_when_buildx_rm_fails(job: Job, capsys: pytest.CaptureFixture[str]) -> None:
+    job.cluster.rm_fails = True
+    assert cli.main(build_argv()) == 0
+    err = capsys.readouterr().err
+    assert f"warning: could not remove builder {BUILDER}: buildx rm {BUILDER} failed" in err
+    # the instance stays, so that `kubebuildx cleanup` can still reach the builder
+    assert (job.tmp / "buildx" / "instances" / BUILDER).is_file()
+
+
+def test_a_builder_that_does_not_boot_is_explained_and_still_removed(
+    job: Job, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job.cluster.boot_error = "expected 1 replicas to be ready, got 0"
+    job.cluster.pending_reason = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match"
+    assert cli.main(build_argv()) == 5
+    out, err = capsys.readouterr()
+    assert groups(out) == [*BUILD_GROUPS[:4], "Cleanup"]
+    assert err.splitlines()[:4] == [
+        f"error: builder {BUILDER} could not start:",
+        "  buildx: expected 1 replicas to be ready, got 0",
+        f"  {BUILDER}-linux-arm64-5d9c7b8f6d-x2x7q: Unschedulable: 0/2 nodes are available: "
+        "1 Insufficient cpu, 1 node(s) didn't match",
+        "  Fix: lower driver-opts requests.cpu / requests.memory, or add capacity",
+    ]
+    assert job.cluster.removed()
+
+
+def test_a_missing_namespace_fails_preflight_with_exit_4(
+    job: Job, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job.cluster.namespace_exists = False
+    argv = ["preflight", "--kubeconfig", str(FIXTURES / "kubeconfig" / "token.yaml")]
+    assert cli.main(argv) == 4
+    out, err = capsys.readouterr()
+    assert groups(out) == ["Connecting to the cluster", "Preflight", "Cleanup"]
+    assert err.startswith("error: namespace 'builds' does not exist")
+    assert job.cluster.commands == []
+    assert list((job.tmp / "temp" / "kubebuildx").iterdir()) == [], "the kubeconfig copy is deleted"
+
+
+def test_instance_points_at_a_kept_kubeconfig_copy(job: Job, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["instance", "--kubeconfig", str(FIXTURES / "kubeconfig" / "token.yaml"), "--builder", BUILDER]
+    assert cli.main([*argv, "--print"]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    kept = buildx_store.kept_kubeconfig(job.tmp / "buildx", BUILDER)
+    assert kept.is_file() and oct(kept.stat().st_mode & 0o777) == "0o600"
+    assert all(
+        n["Endpoint"].endswith("&kubeconfig=" + str(kept).replace("/", "%2F")) for n in printed["Nodes"]
+    )
+    assert json.loads((job.tmp / "buildx" / "instances" / BUILDER).read_text()) == printed
+    assert groups(out)[-1] == "Cleanup" and job.cluster.commands == []
+
+
+def test_the_post_step_cleans_up_what_the_main_step_saved(
+    job: Job, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = job.tmp / "temp" / "kubebuildx" / "run-1"
+    workdir.mkdir(parents=True)
+    (workdir / "kubeconfig").write_text("secret")
+    saved = {"workdir": str(workdir), "builder": BUILDER, "store": str(job.tmp / "buildx"), "cleanup": "true"}
+    assert action.post({f"STATE_{k}": v for k, v in saved.items()}) == 0
+    assert job.cluster.removed()
+    assert not workdir.exists()
+    assert groups(capsys.readouterr().out) == ["Cleanup"]
+
+
+@pytest.mark.parametrize("docker_host", ["", "tcp://docker:2376"])
+def test_the_builder_is_current_for_the_jobs_docker_host(
+    job: Job, monkeypatch: pytest.MonkeyPatch, docker_host: str
+) -> None:
+    """buildx keys ``current`` by $DOCKER_HOST: the job's, handed down from the entry point."""
+    if docker_host:
+        monkeypatch.setenv("DOCKER_HOST", docker_host)
+    argv = ["instance", "--kubeconfig", str(FIXTURES / "kubeconfig" / "token.yaml"), "--builder", BUILDER]
+    assert cli.main(argv) == 0
+    current = json.loads((job.tmp / "buildx" / "current").read_text())
+    assert current == {"Key": docker_host or "unix:///var/run/docker.sock", "Name": BUILDER, "Global": True}
+
+
+def test_the_trace_marks_each_stage_in_order(job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/overhead.py reads these marks: their names, and that they follow the stages."""
+    trace = job.tmp / "trace.json"
+    monkeypatch.setenv("KUBEBUILDX_TRACE", str(trace))
+    assert cli.main(build_argv()) == 0
+    marks = json.loads(trace.read_text())
+    order = [
+        "connected",
+        "preflight",
+        "instance",
+        "boot-start",
+        "boot-end",
+        "verified",
+        "build-start",
+        "build-end",
+    ]
+    assert sorted(marks, key=marks.__getitem__) == order
