@@ -94,11 +94,14 @@ def chown_tree(path: Path, uid: int = RUNNER_UID, gid: int = RUNNER_GID) -> None
             os.lchown(Path(top) / entry, uid, gid)
 
 
-def mounts(layout: Layout, docker_socket: str = "/var/run/docker.sock") -> list[tuple[str, str]]:
-    """(host, container) in the order of the runner's -v options."""
+def mounts(
+    layout: Layout, docker_socket: str = "/var/run/docker.sock", *, runner_temp: bool = True
+) -> list[tuple[str, str]]:
+    """(host, container) in the order of the runner's -v options. ``runner_temp=False``: a
+    runner before v2.329.0 (actions/runner#4011), which did not mount _temp itself."""
     return [
         (docker_socket, "/var/run/docker.sock"),
-        (str(layout.temp), "/github/runner_temp"),
+        *([(str(layout.temp), "/github/runner_temp")] if runner_temp else []),
         (str(layout.home), "/github/home"),
         (str(layout.workflow), "/github/workflow"),
         (str(layout.file_commands), "/github/file_commands"),
@@ -106,9 +109,9 @@ def mounts(layout: Layout, docker_socket: str = "/var/run/docker.sock") -> list[
     ]
 
 
-def path_mappings(layout: Layout) -> list[tuple[str, str]]:
+def path_mappings(layout: Layout, *, runner_temp: bool = True) -> list[tuple[str, str]]:
     """AddPathTranslateMapping inserts at the front: the last added is tried first."""
-    return list(reversed(mounts(layout)[1:]))
+    return list(reversed(mounts(layout, runner_temp=runner_temp)[1:]))
 
 
 def translate(value: str, mappings: Sequence[tuple[str, str]]) -> str:
@@ -188,6 +191,7 @@ class Runner:
     docker: str
     docker_env: Mapping[str, str]  # PATH and DOCKER_HOST for the docker CLI itself
     docker_socket: str
+    runner_temp: bool = True  # False: an older runner that does not mount _temp
     run_id: str = field(default_factory=lambda: str(700000 + uuid.uuid4().int % 99999))
 
     def context_env(self, files: Mapping[str, Path]) -> dict[str, str]:
@@ -265,7 +269,7 @@ class Runner:
             ordered.update({f"STATE_{k}": v for k, v in post_of.state.items()})
         ordered.update(input_env(with_, manifest))
         ordered.update(self.context_env(files))
-        mappings = path_mappings(self.layout)
+        mappings = path_mappings(self.layout, runner_temp=self.runner_temp)
         values = {k: translate(v, mappings) for k, v in ordered.items()}
         name = f"kubebuildxactionrunnertest_{uuid.uuid4().hex[:6]}"
         argv = docker_run_argv(
@@ -273,7 +277,7 @@ class Runner:
             name=name,
             image=self.image,
             env_names=list(values),
-            volumes=mounts(self.layout, self.docker_socket),
+            volumes=mounts(self.layout, self.docker_socket, runner_temp=self.runner_temp),
             args=[str(a) for a in runs.get("args", [])],
             entrypoint=str(runs["post-entrypoint"]) if post_of is not None else "",
             network="host",

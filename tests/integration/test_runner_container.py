@@ -216,6 +216,32 @@ def test_kubeconfig_and_host_paths_in_list_inputs_from_earlier_steps(
     post_cleans_up(gh, cenv, main, with_, builder)
 
 
+def test_an_older_runner_without_the_runner_temp_mount_keeps_the_files_in_github_home(
+    gh: Runner, cenv: dict[str, str]
+) -> None:
+    """Before v2.329.0 the runner mounted only _github_home, _github_workflow and
+    _runner_file_commands of _temp, and RUNNER_TEMP reached the action as the host's path."""
+    gh.runner_temp = False
+    builder = builder_name()
+    with_ = {
+        **hello(gh, cenv, builder, "linux/amd64"),
+        "kubeconfig": Path(cenv["KUBEBUILDX_KUBECONFIG_LIMITED"]).read_text(),
+    }
+    main = gh.run(with_)
+    assert main.proc.returncode == 0, main.text[-4000:]
+    assert main.container_env["RUNNER_TEMP"] == str(gh.layout.temp), "such a runner passes it as it is"
+    out = Path(main.outputs["output-dir"])
+    assert out.is_relative_to(gh.layout.home), out
+    later = gh.later_step(READ_EVERY_FILE, str(out))
+    assert later.returncode == 0, later.stderr[-2000:]
+    assert json.loads(later.stdout)["files"]["linux_amd64/arch"] == "x86_64"
+    workdir = Path(main.state["workdir"].replace("/github/home", str(gh.layout.home), 1))
+    post = gh.run(with_, post_of=main, timeout=300)
+    assert post.proc.returncode == 0, post.text[-3000:]
+    assert not workdir.exists()
+    assert deployments(cenv, builder) == []
+
+
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     loopback_registry.install()

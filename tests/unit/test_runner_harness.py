@@ -96,3 +96,11 @@ def test_every_declared_input_is_passed_with_its_default() -> None:
     }
     with pytest.raises(AssertionError, match="declares no input"):
         runner_harness.input_env({"nope": "x"}, manifest)
+
+
+def test_an_older_runner_mounts_only_three_folders_of_temp() -> None:
+    volumes = runner_harness.mounts(LAYOUT, runner_temp=False)
+    assert ("/home/runner/work/_temp", "/github/runner_temp") not in volumes
+    assert len(volumes) == 5
+    mappings = runner_harness.path_mappings(LAYOUT, runner_temp=False)
+    assert runner_harness.translate("/home/runner/work/_temp/x", mappings) == "/home/runner/work/_temp/x"
