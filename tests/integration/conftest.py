@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,5 +52,10 @@ def _clean_proving_ground() -> None:
         kept = [t for t in taints if t.key.startswith("node.kubernetes.io/")]
         if len(kept) != len(taints):
             core.patch_node(node.metadata.name, {"spec": {"taints": kept or None}})
+    # Only what no session can still be using: sessions of other worktrees share this cluster,
+    # and deleting a running test's builder fails it (pytest's timeout is 15 minutes a test).
+    stale = datetime.now(UTC) - timedelta(minutes=20)
     for deployment in apps.list_namespaced_deployment(found.namespace, _request_timeout=30).items:
-        apps.delete_namespaced_deployment(deployment.metadata.name, found.namespace)
+        created = deployment.metadata.creation_timestamp
+        if created is None or created < stale:
+            apps.delete_namespaced_deployment(deployment.metadata.name, found.namespace)
