@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -458,11 +458,11 @@ def publish(run: Run, result: summary.BuildResult) -> None:
             extra.insert(0, upload_outputs(run, Path(result.output_dir)))
     except KubebuildxError as exc:
         failure = exc
-    mounts = hostpaths.mount_table(run.env)
+    # the output-dir output, the summary and the log name the host's folder: a later step uses it as it is
+    result = replace(result, output_dir=hostpaths.to_host(result.output_dir, hostpaths.mount_table(run.env)))
     with runner.group("Outputs and summary"):
         for key, value in summary.outputs(result).items():
-            # a path a later step on the runner can use as it is, not the container's
-            runner.set_output(key, hostpaths.to_host(value, mounts) if key == "output-dir" else value)
+            runner.set_output(key, value)
         runner.append_summary(summary.markdown(result, "\n\n".join(extra)))
         if result.timings.platforms:
             runner.info(summary.console_table(result))
