@@ -194,11 +194,10 @@ def publish(run: Run, result: build.BuildResult) -> None:
                 extra.insert(0, build_artifacts.upload_output(run.inputs, Path(result.output_dir), run.env))
     except KubebuildxError as exc:
         failure = exc
-    mounts = hostpaths.mount_table(run.env)
+    # the output-dir output, the summary and the log name the host's folder: a later step uses it as it is
+    result = replace(result, output_dir=hostpaths.to_host(result.output_dir, hostpaths.mount_table(run.env)))
     with runner.group("Outputs and summary"):
-        # the output-dir output and the log name the host's folder: a later step uses it as it is
-        shown = replace(result, output_dir=hostpaths.to_host(result.output_dir, mounts))
-        summary.write(shown, "\n\n".join(extra))
+        summary.write(result, "\n\n".join(extra))
     if failure:
         raise failure
 

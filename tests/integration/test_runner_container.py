@@ -158,6 +158,7 @@ def test_two_platforms_and_a_later_uid_1001_step_reads_every_file_of_output_dir(
     # output-dir names the host's folder: a later `run:` step uses it as it is
     out = Path(main.outputs["output-dir"])
     assert out.is_relative_to(gh.layout.temp), out
+    assert f"`{out}`" in main.summary and f"files: {out}/" in main.text, "the summary and the log, too"
     later = gh.later_step(READ_EVERY_FILE, str(out))
     assert later.returncode == 0, later.stderr[-2000:]
     seen = json.loads(later.stdout)
