@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -25,10 +26,11 @@ def cluster_env() -> dict[str, str]:
         [str(ROOT / "scripts" / "cluster"), "env"], capture_output=True, text=True, check=True
     )
     data: dict[str, str] = {}
-    for line in out.stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and words[1].startswith("KUBEBUILDX_"):
-            key, _, value = words[1].partition("=")
+    # The whole text at once: a value may span lines (KUBEBUILDX_ACTION_BASE_CONTEXTS).
+    words = shlex.split(out.stdout)
+    for keyword, word in itertools.pairwise(words):
+        if keyword == "export" and word.startswith("KUBEBUILDX_"):
+            key, _, value = word.partition("=")
             data[key] = value
     assert "KUBEBUILDX_KUBECONFIG_ADMIN" in data, "the cluster is not up: run scripts/cluster up"
     return data

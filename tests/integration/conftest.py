@@ -4,11 +4,13 @@ one-machine cluster (scripts/cluster up) and fails, never skips, when it is down
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from proving_ground import Cluster, read_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,5 +53,13 @@ def _clean_proving_ground() -> None:
         kept = [t for t in taints if t.key.startswith("node.kubernetes.io/")]
         if len(kept) != len(taints):
             core.patch_node(node.metadata.name, {"spec": {"taints": kept or None}})
+    # Only what is older than any test run: other sessions build on the same cluster at the
+    # same time, and deleting their live builders fails their builds (pods/exec 404s).
+    stale = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=45)
     for deployment in apps.list_namespaced_deployment(found.namespace, _request_timeout=30).items:
-        apps.delete_namespaced_deployment(deployment.metadata.name, found.namespace)
+        if deployment.metadata.creation_timestamp < stale:
+            try:
+                apps.delete_namespaced_deployment(deployment.metadata.name, found.namespace)
+            except ApiException as exc:
+                if exc.status != 404:  # another session removed it first
+                    raise
