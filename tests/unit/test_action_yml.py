@@ -106,6 +106,61 @@ def test_generated_files_are_current() -> None:
     assert README.read_text() == gen.readme(README.read_text()), "run scripts/gen-action-yml"
 
 
+# ---- the release's action.yml (scripts/gen-action-yml --image) ---------------------------------
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+RELEASE_REFS = [
+    f"docker://ghcr.io/octo/kubebuildx@{DIGEST}",
+    f"docker://127.0.0.1:5000/kubebuildx@{DIGEST}",
+    f"docker://registry.example.com:443/a/b-c/d__e@{DIGEST}",
+]
+
+
+@pytest.mark.parametrize("ref", RELEASE_REFS)
+def test_release_action_yml_differs_only_in_runs_image(action: dict[str, Any], ref: str) -> None:
+    release = yaml.safe_load(_generator().action_yml(ref))
+    assert release["runs"]["image"] == ref
+    assert {**release["runs"], "image": "Dockerfile"} == action["runs"]
+    assert {k: v for k, v in release.items() if k != "runs"} == {
+        k: v for k, v in action.items() if k != "runs"
+    }
+
+
+@pytest.mark.parametrize(
+    ("ref", "says"),
+    [
+        ("ghcr.io/octo/kubebuildx@" + DIGEST, "expected docker://"),
+        ("docker://ghcr.io/octo/kubebuildx:v1.0.0", "by digest"),
+        ("docker://ghcr.io/Octo/kubebuildx@" + DIGEST, "lowercase"),
+        ("docker://ghcr.io/octo/kubebuildx@sha256:abc", "64 hex"),
+        ("docker://ghcr.io/octo/kubebuildx@" + DIGEST.upper().replace("SHA256", "sha256"), "64 hex"),
+        ("docker://ghcr.io/octo/kubebuildx:v1@" + DIGEST, "REPOSITORY@sha256"),
+        # a newline would let a tag name write its own keys into action.yml
+        (f"docker://ghcr.io/octo/kubebuildx@{DIGEST}\n  entrypoint: /bin/sh", "64 hex"),
+        (f"docker://ghcr.io/octo/kubebuildx@{DIGEST} ", "64 hex"),
+    ],
+)
+def test_release_image_must_be_a_digest_reference(ref: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        _generator().release_image(ref)
+
+
+def test_release_action_yml_is_written_where_asked(tmp_path: Path, action: dict[str, Any]) -> None:
+    out = tmp_path / "release" / "action.yml"
+    assert _generator().main(["--image", RELEASE_REFS[0], "--out", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["runs"]["image"] == RELEASE_REFS[0]
+    assert (ROOT / "action.yml").read_text() == _generator().action_yml(), "the repo's file is untouched"
+
+
+def test_release_action_yml_refuses_a_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "action.yml"
+    with pytest.raises(SystemExit) as exit_info:
+        _generator().main(["--image", "docker://ghcr.io/octo/kubebuildx:latest", "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert "by digest" in capsys.readouterr().err
+    assert not out.exists()
+
+
 # ---- README -------------------------------------------------------------------------------------
 
 
