@@ -14,6 +14,8 @@ loopback only:
   --artifact-server-addr 127.0.0.1     act's defaults bind its servers to a non-loopback
   --no-cache-server                    address; the artifact one is kept on loopback, the
                                        cache one is not started
+  --rm                                 remove the job containers after a failure too (act
+                                       keeps them by default, for debugging)
 Secrets go to act in a 0600 file (--secret-file) that is deleted afterwards, never
 on a command line.
 
@@ -124,6 +126,7 @@ def act_argv(act: str, job_image: str, artifacts: Path, port: int, extra: Sequen
         "--artifact-server-port",
         str(port),
         "--no-cache-server",
+        "--rm",
         *extra,
     ]
 
