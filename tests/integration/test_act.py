@@ -104,23 +104,33 @@ def run_act(
     secrets_: dict[str, str] | None = None,
     shim: bool = True,
     timeout: float = RUN_TIMEOUT,
+    cli: bool = False,
 ) -> ActRun:
+    """act through run(), or with `cli` through scripts/act as a person runs it."""
     artifacts = workspace.parent / "artifacts"
     # The tag act uses for `uses: ./` is shared by everyone on this engine: point it at
     # our image just before the run, and check afterwards that nobody moved it.
     subprocess.run([tools.docker, "tag", image, act.ACTION_IMAGE], check=True, env=tools.env)
     workflow = args[args.index("-W") + 1]
     try:
-        proc = act.run(
-            tools,
-            workspace,
-            ["--bind", *args],
-            artifacts=artifacts,
-            secrets=secrets_,
-            timeout=timeout,
-            capture=True,
-            shim=shim,
-        )
+        if cli:
+            assert not secrets_ and shim
+            command = [str(ROOT / "scripts" / "act"), "--no-build", "--workdir", str(workspace),
+                       "--artifacts", str(artifacts), "--", "--bind", *args]  # fmt: skip
+            proc = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            )
+        else:
+            proc = act.run(
+                tools,
+                workspace,
+                ["--bind", *args],
+                artifacts=artifacts,
+                secrets=secrets_,
+                timeout=timeout,
+                capture=True,
+                shim=shim,
+            )
     except subprocess.TimeoutExpired:
         remove_act_containers(tools, workflow, workspace)
         raise
@@ -162,6 +172,14 @@ def assert_no_secret(run: ActRun, cluster: Cluster, encoded: str) -> None:
         assert secret not in kept
 
 
+def fnv1a_32(text: str) -> int:
+    """act's artifact id (pkg/artifacts/artifacts_v4.go, artifactNameToID)."""
+    h = 0x811C9DC5
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
 def workspace_for(tmp_path: Path, cluster: Cluster) -> Path:
     return act_workspace.make(tmp_path / "workspace", {"busybox": cluster.base_image_layout})
 
@@ -185,7 +203,7 @@ def test_a_workflow_builds_both_platforms_and_its_steps_read_outputs_files_and_a
     # The tag act derives for `uses: ./`, which scripts/act builds beforehand.
     assert f"docker create image={act.ACTION_IMAGE} " in run.text
     printed = run.printed("build")
-    assert any(line.startswith("outputs ok: linux/amd64,linux/arm64") for line in printed), run.fail_text()
+    assert "outputs ok: linux/amd64,linux/arm64" in printed, run.fail_text()
 
     # The files: written by the action into the workspace, which act binds at its host path.
     assert (workspace / "out" / "linux_amd64" / "arch").read_text().strip() == "x86_64"
@@ -200,6 +218,12 @@ def test_a_workflow_builds_both_platforms_and_its_steps_read_outputs_files_and_a
             assert sorted(archive.namelist()) == ["arch", "built-on.txt", "message.txt"]
             assert archive.read("arch").decode().strip() == arch
             assert archive.read("message.txt") == (ROOT / "examples/hello/message.txt").read_bytes()
+    # artifact-ids are what act's server answered: it numbers an artifact by its name's FNV-1a.
+    ids_line = next(line for line in printed if line.startswith("artifact-ids: "))
+    assert json.loads(ids_line.removeprefix("artifact-ids: ")) == {
+        "linux/amd64": fnv1a_32("hello-linux-amd64"),
+        "linux/arm64": fnv1a_32("hello-linux-arm64"),
+    }
 
     # act: RUNNER_TEMP is /tmp of the action's own container, so output-dir is gone by the next step.
     assert f"output-dir gone: /tmp/kubebuildx/{builder}-all/out" in printed, printed
@@ -302,9 +326,10 @@ def test_act_quirks_are_what_the_harness_assumes(tools: act.Tools, action_image:
 def test_a_bad_input_fails_the_step_the_job_and_act_but_the_post_step_runs(
     tools: act.Tools, action_image: str, tmp_path: Path
 ) -> None:
+    """Through scripts/act, whose exit code is act's."""
     workspace = act_workspace.make(tmp_path / "workspace")
-    run = run_act(tools, action_image, workspace, ["-W", "tests/workflows/bad-input.yml"])
-    assert run.proc.returncode != 0, run.fail_text()
+    run = run_act(tools, action_image, workspace, ["-W", "tests/workflows/bad-input.yml"], cli=True)
+    assert run.proc.returncode == 1, run.fail_text()
     assert "Job 'bad-input' failed" in run.text, run.fail_text()
     assert "Failure - Main the action with a platform written backwards" in run.text, run.fail_text()
     assert "::error title=Invalid input::" in run.text and "arm64/linux" in run.text
