@@ -67,7 +67,9 @@ class ActRun:
 
 
 @pytest.fixture(scope="module")
-def tools() -> act.Tools:
+def tools(cluster: Cluster) -> act.Tools:
+    """act, the Docker engine and the job image of the running proving ground
+    (through `cluster`, which fails with a clear message when it is down)."""
     return act.tools(act.cluster_env())
 
 
@@ -153,11 +155,6 @@ def remove_act_containers(tools: act.Tools, workflow: str, workspace: Path) -> N
             subprocess.run([tools.docker, kind, "rm", "-f", *listed], env=tools.env, capture_output=True)
 
 
-def deployments(cluster: Cluster, prefix: str) -> list[str]:
-    items = cluster.apps_v1().list_namespaced_deployment(cluster.namespace, _request_timeout=30).items
-    return sorted(d.metadata.name for d in items if d.metadata.name.startswith(prefix + "-"))
-
-
 def assert_no_secret(run: ActRun, cluster: Cluster, encoded: str) -> None:
     kept = run.text
     for root in (run.workspace / "out", run.artifacts):
@@ -228,15 +225,13 @@ def test_a_workflow_builds_both_platforms_and_its_steps_read_outputs_files_and_a
     # act: RUNNER_TEMP is /tmp of the action's own container, so output-dir is gone by the next step.
     assert f"output-dir gone: /tmp/kubebuildx/{builder}-all/out" in printed, printed
 
-    # act: the docker post step gets no STATE_*: it finds nothing to clean up, the builders stay.
+    # act: the docker post step gets no STATE_*: it finds nothing to clean up, so the builders
+    # stay (the `builder` fixture removes them). Their Deployments are not counted here: another
+    # pytest session on the shared cluster deletes every Deployment of the namespace when it
+    # starts (conftest.py, _clean_proving_ground).
     assert printed.count("nothing to clean up") == 2, printed
+    assert "::group::Cleanup" not in run.text
     assert re.search(r"Success - Post both platforms, the default local output", run.text)
-    assert deployments(cluster, builder) == [
-        f"{builder}-all-linux-amd64",
-        f"{builder}-all-linux-arm64",
-        f"{builder}-out-linux-amd64",
-        f"{builder}-out-linux-arm64",
-    ]
     assert_no_secret(run, cluster, encoded)
 
 
@@ -248,6 +243,7 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
     reg.stop()
 
 
+@pytest.mark.registry
 def test_matrix_legs_push_by_digest_and_a_merge_job_joins_them(
     tools: act.Tools,
     action_image: str,
