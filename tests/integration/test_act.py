@@ -18,8 +18,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import zipfile
@@ -119,9 +121,7 @@ def run_act(
             assert not secrets_ and shim
             command = [str(ROOT / "scripts" / "act"), "--no-build", "--workdir", str(workspace),
                        "--artifacts", str(artifacts), "--", "--bind", *args]  # fmt: skip
-            proc = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-            )
+            proc = run_in_own_group(command, timeout)
         else:
             proc = act.run(
                 tools,
@@ -139,6 +139,26 @@ def run_act(
     (workspace.parent / "act.log").write_text(proc.stdout + proc.stderr)  # masked by act
     assert act.image_id(tools) == image, "act-dockeraction:latest was retagged during the run: rerun"
     return ActRun(proc, workspace, artifacts)
+
+
+def run_in_own_group(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """scripts/act runs act as its child: on a timeout, end the whole process group we
+    started, not only its first process."""
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def remove_act_containers(tools: act.Tools, workflow: str, workspace: Path) -> None:
