@@ -73,10 +73,6 @@ def extract_busybox(deb: Path, scratch: Path) -> bytes:
 
 
 def build(out: Path, tag: str, debs: dict[str, Path]) -> None:
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    blobs = Blobs(partial)
     with tempfile.TemporaryDirectory() as scratch:
         binaries = {arch: extract_busybox(deb, Path(scratch)) for arch, deb in debs.items()}
         # The applet list is the same for every architecture of one version; ask the
@@ -87,31 +83,50 @@ def build(out: Path, tag: str, debs: dict[str, Path]) -> None:
         applets = subprocess.run(
             [str(host_busybox), "--list"], check=True, capture_output=True, text=True
         ).stdout.split()
+    layers = {arch: rootfs_tar(busybox, applets) for arch, busybox in binaries.items()}
+    write_layout(
+        out,
+        tag,
+        layers,
+        {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
+        "kubebuildx hack/cluster/baseimage.py: busybox-static from Debian",
+    )
+
+
+def write_layout(
+    out: Path,
+    tag: str,
+    layers: dict[str, bytes],
+    config: dict[str, Any],
+    created_by: str,
+    compresslevel: int = 9,
+) -> None:
+    """One single-layer image per architecture, as one multi-platform OCI layout tagged tag.
+
+    Written to a sibling folder first and renamed, so a half-written layout is never used.
+    """
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    blobs = Blobs(partial)
     manifests = []
-    for arch, busybox in sorted(binaries.items()):
-        layer_tar = rootfs_tar(busybox, applets)
-        layer = blobs.put(gzip.compress(layer_tar, mtime=0), OCI_LAYER_GZIP)
-        config = blobs.put(
+    for arch, layer_tar in sorted(layers.items()):
+        layer = blobs.put(gzip.compress(layer_tar, compresslevel=compresslevel, mtime=0), OCI_LAYER_GZIP)
+        image_config = blobs.put(
             _json(
                 {
                     "architecture": arch,
                     "os": "linux",
-                    "config": {
-                        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                        "Cmd": ["sh"],
-                    },
+                    "config": config,
                     "rootfs": {
                         "type": "layers",
                         "diff_ids": [f"sha256:{hashlib.sha256(layer_tar).hexdigest()}"],
                     },
-                    "history": [
-                        {"created_by": "kubebuildx hack/cluster/baseimage.py: busybox-static from Debian"}
-                    ],
+                    "history": [{"created_by": created_by}],
                 }
             ),
             OCI_CONFIG,
         )
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]}
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": image_config, "layers": [layer]}
         manifests.append(
             blobs.put(_json(manifest), OCI_MANIFEST, platform={"architecture": arch, "os": "linux"})
         )

@@ -23,18 +23,15 @@ arm64) and live in the cache; the rest is derived from them.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
 import re
-import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import layout as L
-from baseimage import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, REF_NAME, Blobs, _json
+from baseimage import write_layout
 from layout import Layout
 from proc import HarnessError, run, say
 
@@ -54,6 +51,8 @@ IMAGE_ENV = [
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG=C.UTF-8",
 ]
+FAST = 1  # gzip level: the python rootfs is ~200 MB a platform, and these layers never ship
+CREATED_BY = "kubebuildx hack/cluster/images.py: a stand-in from Debian"
 JOB_IMAGE = "kubebuildx/act-job:bookworm"  # act's -P ubuntu-latest=<this>
 
 
@@ -169,46 +168,6 @@ def _single_file_layer(path: Path, name: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_layout(out: Path, tag: str, layers: dict[str, bytes], config: dict[str, object]) -> None:
-    """A one-layer image per architecture, as one multi-platform OCI layout tagged tag."""
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    blobs = Blobs(partial)
-    manifests = []
-    for arch, layer_tar in sorted(layers.items()):
-        layer = blobs.put(gzip.compress(layer_tar, compresslevel=1, mtime=0), OCI_LAYER_GZIP)
-        image_config = blobs.put(
-            _json(
-                {
-                    "architecture": arch,
-                    "os": "linux",
-                    "config": config,
-                    "rootfs": {
-                        "type": "layers",
-                        "diff_ids": [f"sha256:{hashlib.sha256(layer_tar).hexdigest()}"],
-                    },
-                    "history": [{"created_by": "kubebuildx hack/cluster/images.py: a stand-in from Debian"}],
-                }
-            ),
-            OCI_CONFIG,
-        )
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": image_config, "layers": [layer]}
-        manifests.append(
-            blobs.put(_json(manifest), OCI_MANIFEST, platform={"architecture": arch, "os": "linux"})
-        )
-    index = blobs.put(
-        _json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
-        OCI_INDEX,
-        annotations={REF_NAME: tag},
-    )
-    (partial / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
-    (partial / "index.json").write_bytes(
-        _json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [index]})
-    )
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
-
-
 def layout_dir(lay: Layout, image: str) -> Path:
     return lay.cache / "images" / "layouts" / re.sub(r"[^A-Za-z0-9._-]", "_", image)
 
@@ -225,14 +184,21 @@ def ensure_layouts(lay: Layout, names: Standins) -> bool:
         say(f"writing the OCI layout {python_dir}")
         layers = {arch: rootfs_path(lay, arch).read_bytes() for arch in L.ARCHES}
         write_layout(
-            python_dir, names.python.rsplit(":", 1)[1], layers, {"Env": IMAGE_ENV, "Cmd": ["python3"]}
+            python_dir,
+            names.python.rsplit(":", 1)[1],
+            layers,
+            {"Env": IMAGE_ENV, "Cmd": ["python3"]},
+            CREATED_BY,
+            FAST,
         )
         built = True
     buildx_dir = layout_dir(lay, names.buildx)
     if not (buildx_dir / "index.json").is_file():
         say(f"writing the OCI layout {buildx_dir}")
         layers = {arch: _single_file_layer(buildx_binary(lay, arch), "buildx") for arch in L.ARCHES}
-        write_layout(buildx_dir, names.buildx.rsplit(":", 1)[1], layers, {"Cmd": ["/buildx"]})
+        write_layout(
+            buildx_dir, names.buildx.rsplit(":", 1)[1], layers, {"Cmd": ["/buildx"]}, CREATED_BY, FAST
+        )
         built = True
     return built
 

@@ -157,6 +157,14 @@ def go_builds(lay: Layout) -> list[GoBuild]:
         ]
     )
     k8s_cmds = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    buildx_install = (
+        "go",
+        "install",
+        "-trimpath",
+        "-ldflags",
+        f"-s -w -X github.com/docker/buildx/version.Version={L.BUILDX_VERSION}",
+        f"github.com/docker/buildx/cmd/buildx@{L.BUILDX_VERSION}",
+    )
     return [
         GoBuild(
             "kubernetes",
@@ -218,14 +226,7 @@ def go_builds(lay: Layout) -> list[GoBuild]:
             "buildx",
             lay.buildx_bin,
             ("buildx",),
-            (
-                "go",
-                "install",
-                "-trimpath",
-                "-ldflags",
-                f"-s -w -X github.com/docker/buildx/version.Version={L.BUILDX_VERSION}",
-                f"github.com/docker/buildx/cmd/buildx@{L.BUILDX_VERSION}",
-            ),
+            buildx_install,
             gobin=True,
         ),
         GoBuild(
@@ -240,14 +241,7 @@ def go_builds(lay: Layout) -> list[GoBuild]:
             "buildx-arm64",
             lay.bin_for("buildx-arm64", L.BUILDX_VERSION),
             ("bin/linux_arm64/buildx",),
-            (
-                "go",
-                "install",
-                "-trimpath",
-                "-ldflags",
-                f"-s -w -X github.com/docker/buildx/version.Version={L.BUILDX_VERSION}",
-                f"github.com/docker/buildx/cmd/buildx@{L.BUILDX_VERSION}",
-            ),
+            buildx_install,
             goarch="arm64",
         ),
     ]
