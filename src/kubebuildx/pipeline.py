@@ -286,7 +286,7 @@ def boot(run: Run) -> dict[str, str]:
                 f"builder {spec.name} {gave_up}:\n  buildx: " + "\n  ".join(words + reasons),
                 hint=bootstrap.hint_for([*words, *reasons]),
             )
-        runner.info(result.stdout.strip())
+        runner.tool_output(result.stdout.strip())  # buildx inspect: with workflow commands off
     run.mark("boot-end")
     with runner.group("Checking each node builds natively"):
         # One exec per node, side by side: each is a round trip through the API server.
