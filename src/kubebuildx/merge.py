@@ -20,12 +20,11 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubebuildx import cmd, runner
+from kubebuildx import cancel, cmd, runner
 from kubebuildx import platforms as plat
 from kubebuildx.builder import BuilderSpec, NodeSpec
 from kubebuildx.errors import InputError, RegistryError
@@ -395,7 +394,7 @@ def run(
             )
         runner.info(f"{len(digests)} digest(s) for {image}: " + ", ".join(digests))
     with runner.group(f"Verifying the digests cover {plat.join(platforms)}"):
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with cancel.executor(max_workers=8) as pool:  # a cancel does not wait for the other reads
             sources = tuple(pool.map(lambda d: read_source(image, d, inspect), digests))
         runner.info(describe(sources))
         verify_sources(platforms, sources)

@@ -17,7 +17,6 @@ import binascii
 import json
 import os
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import requests
 
-from kubebuildx import __version__, runner
+from kubebuildx import __version__, cancel, runner
 from kubebuildx.artifacts import retry
 from kubebuildx.artifacts.retry import Backoff, Verdict, twirp_verdict
 from kubebuildx.errors import ArtifactError
@@ -293,7 +292,7 @@ class TwirpClient:
         *,
         session: requests.Session | None = None,
         backoff: Backoff | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancel.sleep,
     ) -> None:
         self.origin = origin.rstrip("/")
         self._session = session or requests.Session()
@@ -311,6 +310,7 @@ class TwirpClient:
         data = json.dumps(body, separators=(",", ":"))
         problem = ""
         for attempt in range(self._backoff.attempts):
+            cancel.check()
             try:
                 response = self._session.post(self.url(method), data=data, timeout=TIMEOUT)
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
