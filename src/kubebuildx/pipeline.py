@@ -37,7 +37,7 @@ from kubebuildx import (
 )
 from kubebuildx.builder import BuilderSpec
 from kubebuildx.errors import BootstrapError, BuildError, InputError, KubebuildxError
-from kubebuildx.inputs import Inputs
+from kubebuildx.inputs import Inputs, secret_file_name
 from kubebuildx.platforms import Platform
 
 DEFAULT_BOOT_TIMEOUT = 120.0
@@ -331,7 +331,7 @@ def _write_secrets(run: Run) -> tuple[tuple[str, Path], ...]:
     for item in run.inputs.secrets:
         key, _, value = item.partition("=")
         runner.mask(value)
-        path = folder / key.replace("/", "_")
+        path = folder / secret_file_name(key)
         files.atomic_write(path, value)
         out.append((key, path))
     return tuple(out)
