@@ -22,3 +22,13 @@ def _no_processes_or_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _not_cancelled() -> Iterator[None]:
+    """The cancel flag is process-wide: a test that cancels must not cancel the next one."""
+    from kubebuildx import cancel
+
+    cancel.reset()
+    yield
+    cancel.reset()

@@ -26,11 +26,13 @@ def _fresh_flag() -> Iterator[None]:
 
 
 def test_sleep_returns_at_once_when_cancelled() -> None:
-    threading.Timer(0.05, cancel.request).start()
+    timer = threading.Timer(0.05, cancel.request)
+    timer.start()
     started = time.monotonic()
     with pytest.raises(cancel.Cancelled):
         cancel.sleep(60)
     assert time.monotonic() - started < 5
+    timer.join()  # no timer may outlive the test: a late cancel would stop the next one
 
 
 def test_cancelled_is_an_interrupt_that_no_except_exception_swallows() -> None:
@@ -39,7 +41,8 @@ def test_cancelled_is_an_interrupt_that_no_except_exception_swallows() -> None:
 
 
 class Busy(requests.Session):
-    """Every request gets 503 (retried); counts them, and cancels after the first."""
+    """Every request gets 503 (retried); counts them, and cancels the job on the first (as a
+    SIGTERM during the upload would): the retry's wait must end at once."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,7 +50,7 @@ class Busy(requests.Session):
 
     def _reply(self) -> requests.Response:
         self.count += 1
-        threading.Timer(0.05, cancel.request).start()
+        cancel.request()
         response = requests.Response()
         response.status_code = 503
         response.reason = "busy"
@@ -82,6 +85,7 @@ def test_block_upload_stops_retrying_and_close_does_not_wait() -> None:
         uploader.finish()
     uploader.close()
     assert time.monotonic() - started < 5
+    uploader._pool.shutdown(wait=True)  # for the test only: no request may outlive it
     assert session.count <= 4  # the blocks in flight when the cancel came, each tried once
 
 
