@@ -11,7 +11,6 @@ Every string under ``users[]`` is masked before any check.
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ def _decode(text: str) -> str:
         return text
     try:
         decoded = base64.b64decode("".join(stripped.split()), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # binascii.Error, and non-ASCII text
         raise KubeconfigError(
             "the kubeconfig is neither YAML nor base64-encoded YAML",
             hint="store the file's content as the secret (or `base64 -w0 ~/.kube/config`)",
@@ -90,6 +89,19 @@ def _strings(value: Any) -> list[str]:
             seen.add(id(item))
             stack.extend(item.values() if isinstance(item, dict) else item)
     return found
+
+
+def flow_depth(text: str) -> int:
+    """How deeply ``[`` and ``{`` nest in ``text``, quotes ignored: an over-estimate at worst.
+    Checked before PyYAML, which takes seconds to recurse into a RecursionError."""
+    level = deepest = 0
+    for char in text:
+        if char in "[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif char in "]}":
+            level = max(0, level - 1)
+    return deepest
 
 
 def depth(value: Any) -> int:
@@ -142,6 +154,8 @@ def absolutize(text: str, base_dir: Path) -> str:
     """Make the file paths a kubeconfig file names absolute against its own
     folder, as kubectl reads them. Text that is not a YAML mapping is returned
     as it is, for ``parse`` to explain."""
+    if flow_depth(text) > MAX_DEPTH:
+        return text
     try:
         doc = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError):
@@ -172,7 +186,7 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
     """Parse kubeconfig text and keep only ``context`` (default: current-context)."""
     source = _decode(text)
     try:
-        doc = yaml.safe_load(source)
+        doc = yaml.safe_load(source) if flow_depth(source) <= MAX_DEPTH else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -184,7 +198,7 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
         doc = None
         deep = True
     else:
-        deep = depth(doc) > MAX_DEPTH
+        deep = flow_depth(source) > MAX_DEPTH or depth(doc) > MAX_DEPTH
     if deep:
         raise KubeconfigError(
             f"the kubeconfig nests more than {MAX_DEPTH} levels deep, so it is not a kubeconfig",

@@ -447,8 +447,9 @@ def _nested(levels: int) -> str:
         _nested(5000),  # deeper than Python's recursion limit: PyYAML's composer recurses
         "a: " + "{b: " * 3000 + "c" + "}" * 3000,
         base64.b64encode(_nested(5000).encode()).decode(),
+        "users:\n  - " + "- " * 1100 + "b\n",  # block style: PyYAML's composer recurses
     ],
-    ids=["100 levels", "5000 levels", "5000 mappings", "5000 levels in base64"],
+    ids=["100 levels", "5000 levels", "5000 mappings", "5000 levels in base64", "1100 block sequences"],
 )
 def test_deeply_nested_documents_are_refused(text: str) -> None:
     with pytest.raises(KubeconfigError, match="nests more than 32 levels"):
