@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from kubebuildx import pipeline, runner
+from kubebuildx import cmd, pipeline, runner
 from kubebuildx.inputs import INPUTS, parse_inputs
 
 
@@ -27,7 +27,10 @@ def raw_inputs(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
-    env = dict(os.environ) if env is None else dict(env)
+    if env is None:
+        env = dict(os.environ)
+        cmd.withhold_from_environment()  # no exec plugin inherits INPUT_* or the runner's tokens
+    env = dict(env)
     with runner.group("Reading inputs"):
         secret = env.get("INPUT_KUBECONFIG", "")
         runner.mask(secret.strip())
@@ -43,7 +46,10 @@ def main(env: Mapping[str, str] | None = None) -> int:
 
 
 def post(env: Mapping[str, str] | None = None) -> int:
-    env = dict(os.environ) if env is None else dict(env)
+    if env is None:
+        env = dict(os.environ)
+        cmd.withhold_from_environment()
+    env = dict(env)
     name = runner.get_state("builder")
     store = runner.get_state("store")
     workdir = runner.get_state("workdir")

@@ -102,13 +102,32 @@ def is_scrubbed(name: str) -> bool:
     return name in SCRUBBED or name.upper().startswith(SCRUBBED_PREFIXES)
 
 
+_withheld: dict[str, str] = {}
+
+
+def withhold_from_environment() -> None:
+    """Take the scrubbed variables out of our own ``os.environ`` (the action does, once it has
+    read its inputs). Not every child goes through ``child_env``: the kubernetes client starts a
+    kubeconfig's exec plugin with a copy of ``os.environ``. Our own code reads them with
+    ``environ_value``; ``child_env`` gives a command back those it needs."""
+    for name in list(os.environ):
+        if is_scrubbed(name):
+            _withheld[name] = os.environ.pop(name)
+
+
+def environ_value(name: str) -> str:
+    """A variable of our environment, withheld or not."""
+    return os.environ.get(name) or _withheld.get(name, "")
+
+
 def child_env(
     argv: Sequence[str], extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The environment a child gets: ours without the scrubbed variables it does not need,
     plus ``extra``."""
-    base = os.environ if base is None else base
     keep = needed_env(argv)
+    if base is None:
+        base = {**{k: v for k, v in _withheld.items() if k in keep}, **os.environ}
     env = {k: v for k, v in base.items() if k in keep or not is_scrubbed(k)}
     env.update(extra or {})
     return env

@@ -26,9 +26,11 @@ def _no_processes_or_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _not_cancelled() -> Iterator[None]:
-    """The cancel flag is process-wide: a test that cancels must not cancel the next one."""
-    from kubebuildx import cancel
+    """The cancel flag and the withheld environment are process-wide: a test must not leave
+    them to the next one."""
+    from kubebuildx import cancel, cmd
 
     cancel.reset()
     yield
     cancel.reset()
+    cmd._withheld.clear()

@@ -4,6 +4,7 @@ The real process-group kill is tested in tests/integration/test_cmd_processes.py
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -157,3 +158,23 @@ def test_the_command_line_is_one_line(
 ) -> None:
     cmd.run(argv)
     assert capsys.readouterr().out.splitlines() == [shown]
+
+
+def test_the_action_withholds_inputs_and_tokens_from_its_own_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kubernetes client starts a kubeconfig's exec plugin with a copy of os.environ."""
+    from kubebuildx.artifacts import service
+
+    for key, value in SECRET_ENV.items():
+        monkeypatch.setenv(key, value)
+    cmd.withhold_from_environment()
+    assert not {k for k in os.environ if cmd.is_scrubbed(k)}
+    assert os.environ["PATH"] == "/usr/bin"
+    assert service.runtime_token() == "FAKE-RUNTIME-TOKEN"  # our own code still reads it
+    gha = cmd.child_env(["buildx", "build", "--cache-to", "type=gha", "--secret", "id=p,env=INPUT_PASSWORD"])
+    assert (
+        gha["ACTIONS_RUNTIME_TOKEN"] == "FAKE-RUNTIME-TOKEN"
+        and gha["INPUT_PASSWORD"] == SECRET_ENV["INPUT_PASSWORD"]
+    )
+    assert "ACTIONS_RUNTIME_TOKEN" not in cmd.child_env(["buildx", "rm", "x"])

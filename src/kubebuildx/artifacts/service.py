@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import requests
 
-from kubebuildx import __version__, cancel, runner
+from kubebuildx import __version__, cancel, cmd, runner
 from kubebuildx.artifacts import retry
 from kubebuildx.artifacts.retry import Backoff, Verdict, twirp_verdict
 from kubebuildx.errors import ArtifactError
@@ -52,7 +52,7 @@ QUOTA_HINT = (
 
 
 def _required(name: str, what: str) -> str:
-    value = os.environ.get(name, "")
+    value = cmd.environ_value(name)  # the action withholds the runner's tokens from os.environ
     if not value:
         raise ArtifactError(
             f"Unable to get the {name} environment variable ({what}).",
