@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from kubebuildx import cleanup, pipeline, runner
+from kubebuildx import cleanup, cmd, pipeline, runner
 from kubebuildx.action_spec import INPUTS
 from kubebuildx.inputs import parse_inputs
 
@@ -28,7 +28,10 @@ def raw_inputs(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
-    env = dict(os.environ) if env is None else dict(env)
+    if env is None:
+        env = dict(os.environ)
+        cmd.withhold_from_environment()  # no exec plugin inherits INPUT_* or the runner's tokens
+    env = dict(env)
     with runner.group("Reading inputs"):
         secret = env.get("INPUT_KUBECONFIG", "")
         runner.mask(secret.strip())
@@ -44,7 +47,10 @@ def main(env: Mapping[str, str] | None = None) -> int:
 
 
 def post(env: Mapping[str, str] | None = None) -> int:
-    env = dict(os.environ) if env is None else dict(env)
+    if env is None:
+        env = dict(os.environ)
+        cmd.withhold_from_environment()
+    env = dict(env)
     state = cleanup.PostState.load(env)
     if not (state.builder or state.workdir):
         runner.info("nothing to clean up")
