@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,10 +178,14 @@ def stop(proc: subprocess.Popen[str], grace: float = GRACE_SECONDS) -> None:
 def _communicate(
     proc: subprocess.Popen[str], input_text: str | None, timeout: float | None
 ) -> tuple[str, str]:
-    """``communicate`` in short slices, so that a cancel is seen within ``POLL_SECONDS``."""
+    """``communicate`` in short slices, so that a worker thread sees a cancel within
+    ``POLL_SECONDS``. The main thread learns of it from the signal (a KeyboardInterrupt) and
+    then cleans up, which must still run commands (``buildx rm``): the flag is not for it."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    worker = threading.current_thread() is not threading.main_thread()
     while True:
-        cancel.check()
+        if worker:
+            cancel.check()
         wait = POLL_SECONDS if deadline is None else max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))
         try:
             return proc.communicate(input_text, timeout=wait)
@@ -254,8 +259,6 @@ def stream(
     stderr is read on a thread so that neither pipe can fill and stall the
     tool. Returns the exit code.
     """
-    import threading
-
     argv = [str(a) for a in argv]
     runner.info(f"$ {display(argv)}")
     try:

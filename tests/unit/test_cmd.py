@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,12 +136,25 @@ def test_a_cancel_stops_waiting_and_ends_the_child(
 
     monkeypatch.setattr(Recorder, "communicate", never)
     monkeypatch.setattr(cmd, "stop", lambda proc, grace=0: stopped.append(proc.pid))
-    try:
-        with pytest.raises(cancel.Cancelled):
+    raised: list[BaseException] = []
+
+    def worker() -> None:  # as merge's parallel inspect: only a worker thread looks at the flag
+        try:
             cmd.run(["buildx", "imagetools", "inspect", "x"], quiet=True)
-    finally:
-        cancel.reset()
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            raised.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(timeout=10)
+    assert isinstance(raised[0], cancel.Cancelled)
     assert stopped == [99999]
+
+
+def test_after_a_cancel_the_main_thread_still_runs_its_cleanup_commands(recorder: type[Recorder]) -> None:
+    """SIGTERM unwinds the main thread with a KeyboardInterrupt; cleanup then runs buildx rm."""
+    cancel.request()
+    assert cmd.run(["buildx", "rm", "--force", "kbx"], quiet=True).returncode == 0
 
 
 @pytest.mark.parametrize(
