@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import stat
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -176,23 +177,29 @@ def test_the_archive_changes_if_a_file_does(tree: Path) -> None:
 # ---- a tree that changes under us, or that a zip cannot hold ------------------------------------
 
 
-def test_a_tree_1100_folders_deep_is_walked_without_recursion(tmp_path: Path) -> None:
-    levels = [tmp_path / "out"]
-    for _ in range(1100):  # one level at a time: Path.mkdir(parents=True) recurses, and so
-        levels.append(levels[-1] / "d")  # does shutil.rmtree (pytest's clean-up): undone below
+def test_a_tree_1100_folders_deep_is_walked_without_recursion() -> None:
+    # Outside pytest's basetemp: on Python 3.11 pytest removes old basetemps with a recursive
+    # shutil.rmtree, so a tree this deep left there by a killed run crashes every later session
+    # (RecursionError). Here it is removed one level at a time, and a leftover harms nothing.
+    root = Path(tempfile.mkdtemp(prefix="kubebuildx-deep-tree-"))
+    levels = [root / "out"]
+    for _ in range(1100):  # one level at a time: Path.mkdir(parents=True) recurses too
+        levels.append(levels[-1] / "d")
     try:
         for level in levels:
             level.mkdir()
         (levels[-1] / "f").write_text("bottom")
-        entries = collect(tmp_path / "out")
+        entries = collect(root / "out")
         assert [e.arcname for e in entries] == ["d/" * 1100 + "f"]
-        with zipfile.ZipFile(io.BytesIO(zip_bytes(tmp_path / "out"))) as archive:
+        with zipfile.ZipFile(io.BytesIO(zip_bytes(root / "out"))) as archive:
             assert archive.read("d/" * 1100 + "f") == b"bottom"
     finally:
         (levels[-1] / "f").unlink(missing_ok=True)
         for level in reversed(levels):
             if level.is_dir():
                 level.rmdir()
+        root.rmdir()
+    assert not root.exists()
 
 
 def _swap(path: Path, how: str) -> None:
