@@ -272,7 +272,9 @@ def test_a_build_writes_its_outputs_summary_and_post_state(job: Job) -> None:
     assert outputs["platforms"] == "linux/amd64,linux/arm64"
     assert {n["platform"]: n["kubernetes-node"] for n in json.loads(outputs["nodes"])} == NODES
     out = Path(outputs["output-dir"])
-    assert out == job.tmp / "temp" / "kubebuildx" / BUILDER / "out" and out.is_dir()
+    assert out.parent.parent.parent == job.tmp / "temp" and out.is_dir()
+    assert out.parent.parent.name.startswith("kubebuildx-out-") and out.parts[-2:] == (BUILDER, "out")
+    assert oct(out.parent.parent.stat().st_mode & 0o777) == "0o755", "later steps (any uid) read it"
     assert ":white_check_mark: built `linux/amd64`, `linux/arm64` natively" in job.summary_file.read_text()
     # the post step's state: every key saved is one the post step reads
     state = file_commands(job.state_file)
@@ -320,7 +322,7 @@ def test_an_upload_failure_comes_after_the_summary(
         "Outputs and summary",
         "Cleanup",
     ]
-    assert uploads == [job.tmp / "temp" / "kubebuildx" / BUILDER / "out"]
+    assert uploads == [Path(file_commands(job.output_file)["output-dir"])]
     assert file_commands(job.output_file)["builder"] == BUILDER
     summary = job.summary_file.read_text()
     assert summary.index(":white_check_mark: built") < summary.index("### :x: Artifact upload failed")
@@ -382,7 +384,7 @@ def test_a_missing_namespace_fails_preflight_with_exit_4(
     assert groups(out) == ["Connecting to the cluster", "Preflight", "Cleanup"]
     assert err.startswith("error: namespace 'builds' does not exist")
     assert job.cluster.commands == []
-    assert list((job.tmp / "temp" / "kubebuildx").iterdir()) == [], "the kubeconfig copy is deleted"
+    assert list((job.tmp / "temp").iterdir()) == [], "the kubeconfig copy is deleted"
 
 
 def test_instance_points_at_a_kept_kubeconfig_copy(job: Job, capsys: pytest.CaptureFixture[str]) -> None:
@@ -442,3 +444,50 @@ def test_the_trace_marks_each_stage_in_order(job: Job, monkeypatch: pytest.Monke
         "build-end",
     ]
     assert sorted(marks, key=marks.__getitem__) == order
+
+
+# ---- issue 10, 3: a private run root ---------------------------------------------------------
+
+
+def test_a_shared_tmp_kubebuildx_made_by_another_user_is_not_used(
+    job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reproduction: another user pre-creates /tmp/kubebuildx, 0777, with a symlink
+    named after the next builder. Nothing of the run goes through it."""
+    import os
+    import tempfile
+
+    shared = job.tmp / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    trap = shared / "kubebuildx"
+    trap.mkdir()
+    trap.chmod(0o777)
+    victim = job.tmp / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("the attacker's choice of folder")
+    (trap / BUILDER).symlink_to(victim)
+    os.chown(trap, 4242, 4242)
+    os.lchown(trap / BUILDER, 4242, 4242)
+    monkeypatch.delenv("KUBEBUILDX_TEMP")
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+
+    assert cli.main(build_argv()) == 0
+    assert sorted(p.name for p in victim.iterdir()) == ["keep"], "nothing written through the link"
+    assert sorted(p.name for p in trap.iterdir()) == [BUILDER], "nothing made in their folder"
+    out = Path(file_commands(job.output_file)["output-dir"])
+    assert out.is_dir() and out.parent.parent.parent == shared
+    assert out.parent.parent.name.startswith("kubebuildx-out-")
+    workdir = Path(file_commands(job.state_file)["workdir"])
+    assert workdir.parent == shared and workdir.name.startswith("kubebuildx-run-")
+
+
+def test_a_temp_folder_others_can_change_fails_before_anything_runs(
+    job: Job, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (job.tmp / "temp").chmod(0o777)
+    assert cli.main(build_argv()) == 2
+    err = capsys.readouterr().err
+    assert "the temporary folder KUBEBUILDX_TEMP is not safe for secrets" in err
+    assert "is writable by others (mode 777)" in err
+    assert job.cluster.commands == [] and list((job.tmp / "temp").iterdir()) == []
