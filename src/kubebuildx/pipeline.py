@@ -162,7 +162,6 @@ def write_instance(
             run.store,
             keep_kubeconfig=keep_kubeconfig or not run.inputs.cleanup,  # a warm builder outlives the run
             kubeconfig_ref=kubeconfig_ref,
-            docker_host=run.env.get("DOCKER_HOST", ""),
         )
         runner.info(f"builder {spec.name}: " + ", ".join(f"{n.name} → {n.platform}" for n in spec.nodes))
         runner.info(f"instance file {path}")
@@ -308,7 +307,7 @@ def merge_all(inputs: Inputs, env: Mapping[str, str] | None = None) -> int:
         config = builder.buildkit_config(inputs)
         if config and not name:  # registry settings for imagetools, in a store of our own
             spec = merge.registry_builder(config, inputs.platforms[0])
-            buildx_store.write(spec, "", run.workdir / "buildx", make_current=False)
+            buildx_store.write(spec, "", run.workdir / "buildx")
             tool_env, name = {**tool_env, "BUILDX_CONFIG": str(run.workdir / "buildx")}, spec.name
         merged = merge.run(
             image=image,

@@ -241,7 +241,8 @@ def test_instance_file_is_what_buildx_reads(cenv: dict[str, str], home: Path) ->
     ls = subprocess.run(
         ["buildx", "ls"], capture_output=True, text=True, env=env, check=False, timeout=60
     ).stdout
-    assert "kbx-it-instance*" in ls  # the current builder
+    # listed, and not made the current builder: that is the user's (`buildx use`, or --builder)
+    assert "kbx-it-instance " in ls and "kbx-it-instance*" not in ls
 
 
 def test_pods_that_cannot_schedule_are_explained(cenv: dict[str, str], home: Path) -> None:

@@ -414,17 +414,47 @@ def test_the_post_step_cleans_up_what_the_main_step_saved(
     assert groups(capsys.readouterr().out) == ["Cleanup"]
 
 
-@pytest.mark.parametrize("docker_host", ["", "tcp://docker:2376"])
-def test_the_builder_is_current_for_the_jobs_docker_host(
-    job: Job, monkeypatch: pytest.MonkeyPatch, docker_host: str
+# ---- issue 10, 9: the user's current builder is the user's ------------------------------------
+
+CURRENT = {
+    "none": None,
+    "another builder": '{"Key":"unix:///var/run/docker.sock","Name":"mine","Global":true}',
+    "our builder's name": '{"Key":"tcp://docker:2376","Name":"' + BUILDER + '","Global":false}',
+    "reset by buildx": '{"Key":"unix:///var/run/docker.sock","Name":"","Global":false}',
+    "not JSON": "garbage\n",
+}
+INSTANCE = ["instance", "--kubeconfig", str(FIXTURES / "kubeconfig" / "token.yaml"), "--builder", BUILDER]
+
+
+@pytest.mark.parametrize("before", CURRENT)
+@pytest.mark.parametrize(
+    ("argv", "rm_fails"),
+    [
+        (build_argv(), False),
+        (build_argv(), True),
+        (build_argv("--cleanup", "false"), False),
+        (INSTANCE, False),
+    ],
+    ids=["build", "build, rm fails", "build, warm", "instance"],
+)
+def test_the_cli_never_changes_the_users_current_builder(
+    job: Job, before: str, argv: list[str], rm_fails: bool
 ) -> None:
-    """buildx keys ``current`` by $DOCKER_HOST: the job's, handed down from the entry point."""
-    if docker_host:
-        monkeypatch.setenv("DOCKER_HOST", docker_host)
-    argv = ["instance", "--kubeconfig", str(FIXTURES / "kubeconfig" / "token.yaml"), "--builder", BUILDER]
+    """The reproduction: the CLI made its builder current and left current naming it once it
+    was removed; on a shared HOME another job's plain ``docker buildx build`` went to it."""
+    store = job.tmp / "buildx"
+    store.mkdir()
+    if CURRENT[before] is not None:
+        (store / "current").write_text(CURRENT[before])
+    job.cluster.rm_fails = rm_fails
     assert cli.main(argv) == 0
-    current = json.loads((job.tmp / "buildx" / "current").read_text())
-    assert current == {"Key": docker_host or "unix:///var/run/docker.sock", "Name": BUILDER, "Global": True}
+    if CURRENT[before] is None:
+        assert not (store / "current").exists()
+    else:
+        assert (store / "current").read_text() == CURRENT[before]
+    assert all(
+        "--builder" in c or c[-2:] == ["--force", BUILDER] or "inspect" in c for c in job.cluster.commands
+    )
 
 
 def test_the_trace_marks_each_stage_in_order(job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
