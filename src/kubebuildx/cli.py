@@ -271,7 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # A cancelled job: the flag stops worker threads and children; the main thread unwinds,
-    # so that cleanup and outputs still run.
+    # so that cleanup and outputs still run. Only the first signal unwinds: the runner sends
+    # SIGINT then SIGTERM, and a second one must not cut short the cleanup the first one
+    # started (buildx rm, then deleting the kubeconfig), which cmd bounds with a timeout.
+    if cancel.requested():
+        return
     cancel.request()
     raise KeyboardInterrupt
 

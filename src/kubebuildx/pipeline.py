@@ -165,7 +165,15 @@ def write_instance(
         )
         runner.info(f"builder {spec.name}: " + ", ".join(f"{n.name} → {n.platform}" for n in spec.nodes))
         runner.info(f"instance file {path}")
-        cleanup.PostState(str(run.workdir), spec.name, str(run.store), run.inputs.cleanup).save()
+        cleanup.PostState(
+            str(run.workdir),
+            spec.name,
+            str(run.store),
+            run.inputs.cleanup,
+            connection.namespace,
+            tuple(node.name for node in spec.nodes),
+            run.inputs.persistent_storage,
+        ).save()
     run.mark("instance")
     return spec
 
@@ -223,8 +231,19 @@ def publish(run: Run, result: build.BuildResult) -> None:
 def clean_up(
     store: Path, name: str, workdir: Path | None, remove_builder: bool, *, forget_warm: bool = False
 ) -> None:
+    """The end of every command, in its ``finally``: a cancel runs it too."""
     with runner.group("Cleanup"):
-        cleanup.run(store, name, workdir, remove_builder, forget_warm=forget_warm)
+        if cleanup.run(store, name, workdir, remove_builder, forget_warm=forget_warm):
+            cleanup.PostState.save_done()
+
+
+def post_clean_up(state: cleanup.PostState, inputs: Inputs | None, env: Mapping[str, str]) -> None:
+    """The action's post step: what the main step could not finish, with the credential
+    rebuilt from the inputs in a private folder of its own."""
+    with runner.group("Cleanup"):
+        key, root = temp_source(env)
+        folder = files.new_folder(root, "kubebuildx-post-", files.PRIVATE, trusted_uids(key, root), key)
+        cleanup.post(state, inputs, env, folder)
 
 
 def write_marks(run: Run) -> None:
@@ -237,8 +256,10 @@ def write_marks(run: Run) -> None:
 # ---- the commands ---------------------------------------------------------------------------
 
 
-def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_cleanup: bool = False) -> int:
-    """The whole job. With ``post_cleanup`` (the action) cleanup is left to the post step."""
+def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, in_action: bool = False) -> int:
+    """The whole job, cleanup last, in a ``finally`` that a cancel runs too: the builder is
+    removed and the secrets deleted before the step ends. In the action a warm builder is
+    forgotten as well, and what cleanup could not finish is left to the post step."""
     run = start(inputs, env, outputs=True)
     spec: BuilderSpec | None = None
     failure: KubebuildxError | None = None
@@ -253,8 +274,7 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_clea
         failure = build.failure(result, logged_in=docker_config is not None)
     finally:
         write_marks(run)
-        if not post_cleanup:
-            clean_up(run.store, spec.name if spec else "", run.workdir, inputs.cleanup)
+        clean_up(run.store, spec.name if spec else "", run.workdir, inputs.cleanup, forget_warm=in_action)
     if failure:
         raise failure
     return 0
