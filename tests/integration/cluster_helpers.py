@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -25,10 +26,11 @@ def cluster_env() -> dict[str, str]:
         [str(ROOT / "scripts" / "cluster"), "env"], capture_output=True, text=True, check=True
     )
     data: dict[str, str] = {}
-    for line in out.stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and words[1].startswith("KUBEBUILDX_"):
-            key, _, value = words[1].partition("=")
+    # The whole text at once: a value may span lines (KUBEBUILDX_ACTION_BASE_CONTEXTS is a list).
+    words = shlex.split(out.stdout)
+    for verb, word in itertools.pairwise(words):
+        if verb == "export" and word.startswith("KUBEBUILDX_"):
+            key, _, value = word.partition("=")
             data[key] = value
     assert "KUBEBUILDX_KUBECONFIG_ADMIN" in data, "the cluster is not up: run scripts/cluster up"
     return data
@@ -84,6 +86,13 @@ def kubebuildx(
     return Run(proc, time.monotonic() - start, home)
 
 
+def output_dir(home: Path, builder: str) -> Path:
+    """The CLI's default output: ``<builder>/out`` in the run's own kubebuildx-out-* folder."""
+    found = sorted((home / "tmp").glob(f"kubebuildx-out-*/{builder}/out"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no output folder for {builder} under {home / 'tmp'}"
+    return found[-1]
+
+
 def api_json(cenv: Mapping[str, str], path: str) -> dict[str, Any]:
     from kubebuildx import kube
 
@@ -91,6 +100,15 @@ def api_json(cenv: Mapping[str, str], path: str) -> dict[str, Any]:
     status, body = kube.request(api, "GET", path, "test", "test")
     assert status in (200, 404), status
     return body if status == 200 else {}
+
+
+def delete_deployment(cenv: Mapping[str, str], name: str) -> None:
+    from kubebuildx import kube
+
+    api = kube.api_client(cenv["KUBEBUILDX_KUBECONFIG_ADMIN"])
+    path = f"/apis/apps/v1/namespaces/{cenv['KUBEBUILDX_NAMESPACE']}/deployments/{name}"
+    status, _ = kube.request(api, "DELETE", path, "test", "test")
+    assert status in (200, 202, 404), status
 
 
 def deployments(cenv: Mapping[str, str], prefix: str) -> list[str]:
