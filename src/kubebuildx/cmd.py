@@ -282,15 +282,19 @@ def stream(
         for line in err_stream:
             on_stderr(line.rstrip("\n"))
 
-    try:
-        # The tool's text is printed with workflow commands off: a line of it cannot be an ::error::.
-        with runner.verbatim():
-            reader = threading.Thread(target=pump_stderr, daemon=True)
-            reader.start()
+    reader = threading.Thread(target=pump_stderr, daemon=True)
+    # The tool's text is printed with workflow commands off: a line of it cannot be an ::error::.
+    # Its last words too: a cancelled tool is stopped, and its stderr read to the end, before
+    # workflow commands are on again (buildx prints its "context canceled" as it exits).
+    with runner.verbatim():
+        reader.start()
+        try:
             for line in proc.stdout:
                 on_stdout(line.rstrip("\n"))
             reader.join()
-        return proc.wait()
-    finally:
-        if proc.poll() is None:  # interrupted or cancelled: do not leave the tool, or its children, running
-            stop(proc)
+            return proc.wait()
+        except BaseException:
+            if proc.poll() is None:  # interrupted or cancelled: neither the tool nor its children stay
+                stop(proc)
+            reader.join(timeout=GRACE_SECONDS)
+            raise

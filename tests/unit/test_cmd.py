@@ -193,3 +193,40 @@ def test_the_action_withholds_inputs_and_tokens_from_its_own_environment(
         and gha["INPUT_PASSWORD"] == SECRET_ENV["INPUT_PASSWORD"]
     )
     assert "ACTIONS_RUNTIME_TOKEN" not in cmd.child_env(["buildx", "rm", "x"])
+
+
+def test_a_cancelled_tools_last_words_stay_inside_stop_commands(
+    recorder: type[Recorder], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by the cluster cancel test: buildx prints its "context canceled" as it is
+    stopped, and those lines came after workflow commands were on again."""
+    stopped = threading.Event()
+
+    def cancelled_stdout() -> Iterator[str]:
+        yield "#7 [linux/amd64 1/2] RUN sleep 300\n"
+        raise KeyboardInterrupt  # the runner's SIGTERM, while we read the build's output
+
+    def last_words() -> Iterator[str]:
+        stopped.wait(5)
+        yield "::error::ERROR: failed to build: context canceled\n"
+
+    def stop(proc: Recorder, grace: float = 0) -> None:
+        proc.returncode = -15
+        stopped.set()
+
+    monkeypatch.setattr(Recorder, "poll", lambda self: self.returncode)
+    monkeypatch.setattr(cmd, "stop", stop)
+    original = Recorder.__init__
+
+    def init(self: Recorder, argv: list[str], **kwargs: Any) -> None:
+        original(self, argv, **kwargs)
+        self.stdout = cancelled_stdout()
+        self.stderr = last_words()
+
+    monkeypatch.setattr(Recorder, "__init__", init)
+    with pytest.raises(KeyboardInterrupt):
+        cmd.stream(["buildx", "build"], on_stdout=runner.info, on_stderr=runner.info)
+    lines = capsys.readouterr().out.splitlines()
+    token = lines[1].removeprefix("::stop-commands::")
+    assert lines[-1] == f"::{token}::", lines
+    assert lines.index("::error::ERROR: failed to build: context canceled") < len(lines) - 1
