@@ -49,6 +49,9 @@ def _group_writable_above(tmp: Path) -> Path:
     return tmp / "team" / "below"
 
 
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="making another user's folder needs root")
+
+
 def _attackers(tmp: Path) -> Path:
     (tmp / "theirs").mkdir()
     os.chown(tmp / "theirs", ATTACKER, ATTACKER)
@@ -67,7 +70,7 @@ def _a_file(tmp: Path) -> Path:
         (_symlink_above, "link is a symlink"),
         (_world_writable, "open is writable by others (mode 777)"),
         (_group_writable_above, "team is writable by others (mode 775)"),
-        (_attackers, f"theirs is owned by uid {ATTACKER}"),
+        pytest.param(_attackers, f"theirs is owned by uid {ATTACKER}", marks=ROOT_ONLY),
         (_a_file, "file is not a folder"),
     ],
     ids=["symlink", "symlink above", "0777", "group-writable above", "another user's", "a file"],
@@ -95,6 +98,7 @@ def test_a_new_folder_is_fresh_ours_and_of_its_mode(tmp_path: Path, mode: int) -
         assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == mode
 
 
+@ROOT_ONLY
 def test_the_runners_own_folder_may_be_the_runners(tmp_path: Path) -> None:
     """RUNNER_TEMP belongs to the runner's user (1001) while the action runs as root."""
     temp = tmp_path / "runner-temp"
