@@ -149,6 +149,8 @@ def post(state: PostState, inputs: Inputs | None, env: Mapping[str, str], folder
         try:
             if inputs is None:
                 raise CleanupError("the action's inputs cannot be read again in the post step")
+            if not state.nodes:
+                raise CleanupError("the main step saved no names of its Deployments")
             connection = kube.connect(inputs, env, folder)
             namespace = state.namespace or connection.namespace
             left = kube.delete_builder(connection, namespace, state.nodes, kind)
