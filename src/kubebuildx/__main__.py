@@ -1,3 +1,3 @@
-from kubebuildx.cli import main
+from kubebuildx.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -3,7 +3,8 @@
 ``kubebuildx action`` reads the ``INPUT_*`` variables exactly as a runner
 passes them to a container action (upper-cased name, hyphens kept: INPUT_BUILD-ARGS)
 and runs the same pipeline as the CLI. ``kubebuildx action --post`` is the
-post-entrypoint: it reads the state the main step saved and cleans up.
+post-entrypoint: it reads the state the main step saved and removes what the
+main step's own cleanup (at its end, cancelled or not) could not.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from kubebuildx import cleanup, hostpaths, kubeconfig, pipeline, registry, runner
+from kubebuildx import cleanup, cmd, hostpaths, kubeconfig, pipeline, registry, runner
 from kubebuildx.action_spec import INPUTS
+from kubebuildx.errors import KubebuildxError
 from kubebuildx.inputs import Inputs, parse_inputs
 
 
@@ -28,13 +30,20 @@ def raw_inputs(env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def mask_secret_inputs(env: Mapping[str, str]) -> None:
+    """Before anything is printed, in each step: the post step is a process of its own."""
+    runner.mask(env.get("INPUT_KUBECONFIG", "").strip())
+    runner.mask(env.get("INPUT_PASSWORD", ""))
+    runner.mask(env.get("INPUT_DOCKER-CONFIG", "").strip())
+
+
 def main(env: Mapping[str, str] | None = None) -> int:
-    env = dict(os.environ) if env is None else dict(env)
+    if env is None:
+        env = dict(os.environ)
+        cmd.withhold_from_environment()  # no exec plugin inherits INPUT_* or the runner's tokens
+    env = dict(env)
     with runner.group("Reading inputs"):
-        secret = env.get("INPUT_KUBECONFIG", "")
-        runner.mask(secret.strip())
-        runner.mask(env.get("INPUT_PASSWORD", ""))
-        runner.mask(env.get("INPUT_DOCKER-CONFIG", "").strip())
+        mask_secret_inputs(env)
         mounts = hostpaths.mount_table(env)
         inputs = from_job(parse_inputs(raw_inputs(env), mounts), env, mounts)
         runner.info(
@@ -42,7 +51,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         )
     if inputs.mode == "merge":
         return pipeline.merge_all(inputs, env)
-    return pipeline.build_all(inputs, env, post_cleanup=True)
+    return pipeline.build_all(inputs, env, in_action=True)
 
 
 def from_job(inputs: Inputs, env: Mapping[str, str], mounts: hostpaths.Mounts) -> Inputs:
@@ -65,16 +74,19 @@ def from_job(inputs: Inputs, env: Mapping[str, str], mounts: hostpaths.Mounts) -
 
 
 def post(env: Mapping[str, str] | None = None) -> int:
-    env = dict(os.environ) if env is None else dict(env)
+    """What the main step could not finish (it cleans up at its end, cancelled or not)."""
+    if env is None:
+        env = dict(os.environ)
+        cmd.withhold_from_environment()
+    env = dict(env)
+    mask_secret_inputs(env)
     state = cleanup.PostState.load(env)
     if not (state.builder or state.workdir):
         runner.info("nothing to clean up")
         return 0
-    pipeline.clean_up(
-        Path(state.store) if state.store else Path(),
-        state.builder,
-        Path(state.workdir) if state.workdir else None,
-        state.remove_builder,
-        forget_warm=True,
-    )
+    try:  # the same inputs as the main step's: they give the kubeconfig and namespace again
+        inputs: Inputs | None = parse_inputs(raw_inputs(env))
+    except KubebuildxError:
+        inputs = None
+    pipeline.post_clean_up(state, inputs, env)
     return 0

@@ -278,7 +278,7 @@ def start(connection: kube.Connection, spec: BuilderSpec, buildx: Sequence[str])
         raise explain_failure(
             spec.name, inspected, result.stderr or result.stdout, reasons, waited=waited, timeout=timeout
         )
-    runner.info(result.stdout.strip())
+    runner.tool_output(result.stdout.strip())  # buildx inspect: with workflow commands off
 
 
 def verify(connection: kube.Connection, spec: BuilderSpec) -> Booted:

@@ -24,7 +24,7 @@ from kubebuildx import platforms as plat
 from kubebuildx.boot import Booted
 from kubebuildx.builder import BuilderSpec, buildx_command
 from kubebuildx.errors import BuildError
-from kubebuildx.inputs import Inputs
+from kubebuildx.inputs import Inputs, secret_file_name
 from kubebuildx.platforms import Platform
 from kubebuildx.progress import Timings
 
@@ -215,7 +215,7 @@ def write_secrets(inputs: Inputs, folder: Path) -> tuple[tuple[str, Path], ...]:
     for item in inputs.secrets:
         key, _, value = item.partition("=")
         runner.mask(value)
-        path = folder / key.replace("/", "_")
+        path = folder / secret_file_name(key)
         files.atomic_write(path, value)
         out.append((key, path))
     return tuple(out)

@@ -1,5 +1,11 @@
-"""buildx's own store: the builder's instance file, ``current`` and
-``activity``, and the private kubeconfig copy a warm builder keeps next to it.
+"""buildx's own store: the builder's instance file and ``activity``, and the
+private kubeconfig copy a warm builder keeps next to it.
+
+``current`` is the user's: kubebuildx never writes or deletes it (as ``buildx
+create`` without ``--use``, and ``buildx rm``). Every command we run names the
+builder with ``--builder``, and on a shared HOME another job's plain ``docker
+buildx build`` must not reach our builder, nor find its default pointing at a
+builder that was removed.
 
 Mirrors buildx v0.36.1 exactly (store/nodegroup.go, store/store.go,
 builder/builder.go): the JSON is what Go's encoding/json writes for
@@ -19,8 +25,6 @@ from urllib.parse import urlencode
 
 from kubebuildx.builder import BuilderSpec
 from kubebuildx.files import atomic_write
-
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 def endpoint(builder: str, node: str, kubeconfig: str) -> str:
@@ -66,13 +70,6 @@ def instance_json(spec: BuilderSpec, kubeconfig: str) -> str:
     return go_json(node_group(spec, kubeconfig))
 
 
-def current_json(name: str, docker_host: str = "") -> str:
-    """``current``: makes the builder the default, whatever docker context is active.
-    ``docker_host`` is the job's $DOCKER_HOST, which buildx keys it by."""
-    key = docker_host or DEFAULT_DOCKER_HOST
-    return go_json({"Key": key, "Name": name, "Global": True})
-
-
 def buildx_dir(env: Mapping[str, str]) -> Path:
     """Where buildx keeps its store: $BUILDX_CONFIG, else $DOCKER_CONFIG/buildx, else ~/.docker/buildx."""
     if env.get("BUILDX_CONFIG"):
@@ -82,15 +79,11 @@ def buildx_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME", str(Path.home()))) / ".docker" / "buildx"
 
 
-def write(
-    spec: BuilderSpec, kubeconfig: str, store: Path, *, make_current: bool = True, docker_host: str = ""
-) -> Path:
-    """Write the instance file (and ``current``, ``activity``) into buildx's store."""
+def write(spec: BuilderSpec, kubeconfig: str, store: Path) -> Path:
+    """Write the instance file (and ``activity``) into buildx's store; never ``current``."""
     path = instance_file(store, spec.name)
     atomic_write(path, instance_json(spec, kubeconfig))
     atomic_write(store / "activity" / spec.name, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    if make_current:
-        atomic_write(store / "current", current_json(spec.name, docker_host))
     return path
 
 
@@ -110,17 +103,11 @@ def keep_kubeconfig_copy(store: Path, name: str, text: str) -> Path:
 
 
 def remove(name: str, store: Path) -> None:
-    """Forget a builder in the store only (its Deployments are left alone)."""
+    """Forget a builder in the store only (its Deployments are left alone), as buildx's
+    store.Txn.Remove does: ``current`` is left as it is."""
     for sub in ("instances", "activity"):
         (store / sub / name).unlink(missing_ok=True)
     kept_kubeconfig(store, name).unlink(missing_ok=True)
-    current = store / "current"
-    if current.is_file():
-        try:
-            if json.loads(current.read_text()).get("Name") == name:
-                current.unlink()
-        except ValueError:
-            pass
 
 
 def materialize(
@@ -130,7 +117,6 @@ def materialize(
     *,
     keep_kubeconfig: bool,
     kubeconfig_ref: str | None = None,
-    docker_host: str = "",
 ) -> Path:
     """Write the builder's instance file into the store; return its path.
 
@@ -142,4 +128,4 @@ def materialize(
     ref = kubeconfig
     if keep_kubeconfig:
         ref = keep_kubeconfig_copy(store, spec.name, kubeconfig.read_text())
-    return write(spec, str(ref) if kubeconfig_ref is None else kubeconfig_ref, store, docker_host=docker_host)
+    return write(spec, str(ref) if kubeconfig_ref is None else kubeconfig_ref, store)

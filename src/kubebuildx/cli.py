@@ -4,7 +4,8 @@ Every build input is also a flag of the same name (``--build-args``,
 ``--driver-opts``...; list flags may repeat), so the CLI and the action share
 one parser of inputs. ``main`` is the only place that catches our errors: it
 prints them as an annotation, adds them to the step summary and exits with the
-error's code.
+error's code. Anything else that escapes is a bug: ``main`` names its type and
+where it happened, never its message (which may quote a document) nor a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from kubebuildx import __version__, kubeconfig, runner
+from kubebuildx import __version__, cancel, kubeconfig, runner
 from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError, KubebuildxError
 from kubebuildx.inputs import parse_inputs
@@ -118,13 +119,26 @@ def _kubeconfig_text(path: str | None) -> str:
     )
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
-            text = Path(candidate).read_text()
+            text = read_text_file(Path(candidate), "kubeconfig")
             runner.mask(text.strip())
             # kubectl resolves relative certificate paths against the kubeconfig's folder
             return kubeconfig.absolutize(text, Path(candidate).resolve().parent)
         if path:
             raise InputError(f"kubeconfig file {path!r} does not exist")
     return ""
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A file the user named, as UTF-8 text; a file that is not is an InputError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{what} file {runner.one_line(str(path))!r} is not UTF-8 text (byte {exc.start})",
+            hint=f"give the {what} file itself, as written by kubectl or docker",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file {runner.one_line(str(path))!r}: {exc.strerror}") from None
 
 
 def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
@@ -141,7 +155,7 @@ def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
         path = Path(raw["docker-config"])
         if not path.is_file():
             raise InputError(f"docker-config file {str(path)!r} does not exist")
-        raw["docker-config"] = path.read_text()
+        raw["docker-config"] = read_text_file(path, "docker-config")
     if "kubeconfig" in vars(args):
         raw["kubeconfig"] = _kubeconfig_text(args.kubeconfig)
     if getattr(args, "context", None):
@@ -256,11 +270,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # a cancelled job: unwind, so cleanup and outputs still run
+    # A cancelled job: the flag stops worker threads and children; the main thread unwinds,
+    # so that cleanup and outputs still run. Only the first signal unwinds: the runner sends
+    # SIGINT then SIGTERM, and a second one must not cut short the cleanup the first one
+    # started (buildx rm, then deleting the kubeconfig), which cmd bounds with a timeout.
+    if cancel.requested():
+        return
+    cancel.request()
+    raise KeyboardInterrupt
+
+
+INTERNAL_ERROR = 1
+
+
+def _where(exc: BaseException) -> str:
+    """``module.py:123 in function``: the innermost frame of ours that the exception passed."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "kubebuildx" in f.filename]
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -272,8 +308,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         runner.error("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug, reported without its message
+        if os.environ.get("KUBEBUILDX_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        message = (
+            f"unexpected {type(exc).__name__} at {_where(exc)}. This is a bug in kubebuildx; its "
+            "message is not shown, since it may quote a secret. Set KUBEBUILDX_DEBUG=1 to see it."
+        )
+        runner.error(message, title="kubebuildx failed")
+        runner.append_summary(f"### :x: kubebuildx failed\n\n```\n{message}\n```")
+        return INTERNAL_ERROR
     return code
 
 
+def entry() -> None:
+    """The ``kubebuildx`` executable. After a cancel, exit at once: the main thread has
+    cleaned up, and a worker thread stuck in a request (a stalled upload) must not hold
+    the exit for its timeout, as the interpreter's join of pool threads would."""
+    code = main()
+    if cancel.requested():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -80,3 +80,10 @@ class ToolError(KubebuildxError):
 
     exit_code = 9
     title = "Tool failed"
+
+
+class CleanupError(KubebuildxError):
+    """The post step could not remove the builder: its Deployments may still be running."""
+
+    exit_code = 10
+    title = "Cleanup failed"

@@ -253,7 +253,7 @@ def parse_driver_opts(
         opt = line
         match = _PLATFORM_PREFIX.match(line)
         if match:
-            target = per.setdefault(plat.parse(match["platform"]), {})
+            target = per.setdefault(plat.parse(match["platform"], "driver-opts"), {})
             opt = match["opt"]
         key, sep, value = opt.partition("=")
         key = key.strip()
@@ -364,12 +364,55 @@ def parse_inputs(raw: Mapping[str, str], mounts: hostpaths.Mounts | None = None)
         )
     for name in ("build-args", "secrets", "secret-files", "secret-envs", "labels"):
         _key_values(name, lst(name))
+    _check_secret_ids({name: lst(name) for name in ("secrets", "secret-files", "secret-envs")})
 
     inputs = Inputs(**hostpaths.apply(values, mounts or hostpaths.Mounts()))  # type: ignore[arg-type]
     _check_combinations(inputs)
     if inputs.mode != "merge":
         _check_files(inputs)
     return inputs
+
+
+# What a secret id may be: BuildKit takes any string, but ours go into `--secret id=ID,src=FILE`
+# (CSV: a comma or a quote would change the fields) and name a file of the run (`secret_file_name`).
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]*$")
+
+
+def secret_file_name(secret_id: str) -> str:
+    """The file a ``secrets`` item is written to: its id, with ``/`` as ``_`` (one folder)."""
+    return secret_id.replace("/", "_")
+
+
+def _check_secret_ids(items: Mapping[str, tuple[str, ...]]) -> None:
+    """Every secret id valid and used once, checked before anything runs: ``..`` named the
+    secrets folder itself, and ``a/b`` and ``a_b`` were written to one file, so the build got
+    the wrong secret."""
+    seen: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for name, entries in items.items():
+        for n, item in enumerate(entries, 1):
+            key = item.partition("=")[0].strip()
+            if not _SECRET_ID.match(key) or ".." in key.split("/") or key in {".", ".."}:
+                raise InputError(
+                    f"input {name!r}: item {n} has a secret id that is not a name (letters, digits, "
+                    "'_', '.', '-' and '/', not '.' or '..')",
+                    hint=f"give each line of {name} an id such as npm_token or aws/credentials",
+                )
+            if key in seen:
+                raise InputError(
+                    f"input {name!r}: secret id {key!r} is also given in {seen[key]}",
+                    hint="give each secret its own id",
+                )
+            seen[key] = f"input {name!r}"
+            if name == "secrets":
+                file = secret_file_name(key)
+                if file in files:
+                    raise InputError(
+                        f"input 'secrets': secret ids {files[file]!r} and {key!r} would be written to "
+                        "the same file",
+                        hint="rename one of them: ids that differ only in '/' against '_' collide",
+                    )
+                files[file] = key
 
 
 _REMOTE_CONTEXT = re.compile(r"^(https?://|git@|git://|ssh://)|^-$")

@@ -6,7 +6,7 @@ queries the stages make (pods, events, exec). Responses are plain JSON
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ API_TIMEOUT = 10.0
 ARCH_LABEL = "kubernetes.io/arch"
 OS_LABEL = "kubernetes.io/os"
 DEFAULT_NAMESPACE = "buildkit"
+MAX_CONFIG_MAPS = 16  # buildx makes one per folder of the buildkitd config's files
 
 
 @dataclass(frozen=True)
@@ -201,3 +202,28 @@ def exec_in_pod(api: Any, namespace: str, pod: str, argv: list[str]) -> str:
         _request_timeout=API_TIMEOUT,
     )
     return out
+
+
+def delete_builder(connection: Connection, namespace: str, nodes: Sequence[str], kind: str) -> list[str]:
+    """Delete a builder's Deployments (``kind`` statefulset: StatefulSets) and the
+    ConfigMaps buildx made next to them, as ``buildx rm`` does (buildx v0.36.1
+    driver/kubernetes: ``Rm``; ConfigMaps are ``<node>-config``, ``<node>-config-1``...).
+    Gone already counts as deleted. Returns what is left, each with the API's status."""
+    left = []
+    for node in nodes:
+        path = f"/apis/apps/v1/namespaces/{namespace}/{kind}s/{node}"
+        status, _ = request(connection.api, "DELETE", path, connection.server, f"deleting {kind} {node}")
+        if status not in (200, 202, 404):
+            left.append(f"{kind} {node} (HTTP {status})")
+        for n in range(MAX_CONFIG_MAPS):
+            name = f"{node}-config" + (f"-{n}" if n else "")
+            path = f"/api/v1/namespaces/{namespace}/configmaps/{name}"
+            status, _ = request(
+                connection.api, "DELETE", path, connection.server, f"deleting configmap {name}"
+            )
+            if status == 404 and n:  # "config" holds the top folder's files, "config-N" the others
+                break
+            if status not in (200, 202, 404):
+                left.append(f"configmap {name} (HTTP {status})")
+                break
+    return left

@@ -1,16 +1,17 @@
 """Kubeconfig: read it, check it, mask every credential in it, and write the
 one context we use to a 0600 file that buildx's kubernetes driver reads.
 
-Nothing here ever formats a credential, or a line of the document, into a
-message: YAML errors are reported by position only.
+Nothing here ever formats a value of the document into a message: a
+document value is named by its position and key ("user #1's tokenFile"),
+never quoted, and YAML errors are reported by line and column only. A token
+pasted into the wrong field must not reach an annotation or the summary.
+Every string under ``users[]`` is masked before any check.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,9 @@ from kubebuildx.errors import KubeconfigError
 from kubebuildx.files import atomic_write
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-_SECRET_USER_KEYS = ("token", "client-key-data", "client-certificate-data", "password")
+# kubectl's kubeconfigs are a few levels deep; deeper is not a kubeconfig, and would
+# exhaust the recursion of the YAML dumper and of kubernetes' own loader.
+MAX_DEPTH = 32
 _FILE_KEYS = {
     "cluster": ("certificate-authority",),
     "user": ("client-certificate", "client-key", "tokenFile"),
@@ -54,7 +57,7 @@ def _decode(text: str) -> str:
         return text
     try:
         decoded = base64.b64decode("".join(stripped.split()), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # binascii.Error, and non-ASCII text
         raise KubeconfigError(
             "the kubeconfig is neither YAML nor base64-encoded YAML",
             hint="store the file's content as the secret (or `base64 -w0 ~/.kube/config`)",
@@ -73,43 +76,95 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _strings(value: Any) -> list[str]:
+    """Every string value in ``value`` (not the keys: those are the schema's field names),
+    walked iteratively, each shared node once."""
+    found: list[str] = []
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, (dict, list)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
+def flow_depth(text: str) -> int:
+    """How deeply ``[`` and ``{`` nest in ``text``, quotes ignored: an over-estimate at worst.
+    Checked before PyYAML, which takes seconds to recurse into a RecursionError."""
+    level = deepest = 0
+    for char in text:
+        if char in "[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif char in "]}":
+            level = max(0, level - 1)
+    return deepest
+
+
+def depth(value: Any) -> int:
+    """How deeply mappings and lists nest in ``value``, walked iteratively (YAML aliases
+    share nodes: each is walked once)."""
+    deepest, stack, seen = 0, [(value, 1)], set()
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)) and id(item) not in seen:
+            seen.add(id(item))
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _mask_document(doc: Mapping[str, Any]) -> None:
+    """Mask every string of every user (tokens, keys, exec env, auth-provider config, fields
+    we do not know), and whatever a context holds where a user's name belongs."""
     for entry in _list(doc.get("users")):
-        user = _dict(_dict(entry).get("user"))
-        for key in _SECRET_USER_KEYS:
-            value = user.get(key)
-            if isinstance(value, str):
-                runner.mask(value)
-        provider = _dict(user.get("auth-provider"))
-        for value in _dict(provider.get("config")).values():
-            if isinstance(value, str):
-                runner.mask(value)
-        for env in _list(_dict(user.get("exec")).get("env")):
-            if isinstance(env, dict) and isinstance(env.get("value"), str):
-                runner.mask(env["value"])
+        for key, value in _dict(entry).items():
+            if key != "name":  # the name is how contexts refer to the user: an identifier
+                for text in _strings(value):
+                    runner.mask(text)
+    for entry in _list(doc.get("contexts")):
+        body = _dict(_dict(entry).get("context"))
+        for key in ("user", "cluster"):
+            if not isinstance(body.get(key), str):
+                for text in _strings(body.get(key)):
+                    runner.mask(text)
 
 
-def _named(doc: Mapping[str, Any], kind: str, name: str) -> dict[str, Any] | None:
-    for entry in _list(doc.get(kind + "s")):
+def _named(doc: Mapping[str, Any], kind: str, name: Any) -> tuple[int, dict[str, Any]] | None:
+    """``(position, body)`` of the ``kind`` entry called ``name``; None when there is none."""
+    if not isinstance(name, str) or not name:
+        return None
+    for index, entry in enumerate(_list(doc.get(kind + "s"))):
         if isinstance(entry, dict) and entry.get("name") == name:
             body = entry.get(kind)
-            return body if isinstance(body, dict) else {}
+            return index, body if isinstance(body, dict) else {}
     return None
+
+
+def _nth(kind: str, index: int) -> str:
+    """How a message names a document entry: by position, never by a value."""
+    return f"{kind} #{index + 1}"
 
 
 def absolutize(text: str, base_dir: Path) -> str:
     """Make the file paths a kubeconfig file names absolute against its own
     folder, as kubectl reads them. Text that is not a YAML mapping is returned
     as it is, for ``parse`` to explain."""
+    if flow_depth(text) > MAX_DEPTH:
+        return text
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return text
-    if not isinstance(doc, dict):
+    if not isinstance(doc, dict) or depth(doc) > MAX_DEPTH:
         return text
     changed = False
     for kind in _FILE_KEYS:
-        for entry in doc.get(kind + "s") or []:
+        for entry in _list(doc.get(kind + "s")):
             body = entry.get(kind) if isinstance(entry, dict) else None
             if isinstance(body, dict):
                 changed = _make_absolute(body, kind, base_dir) or changed
@@ -172,7 +227,7 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
     """Parse kubeconfig text and keep only ``context`` (default: current-context)."""
     source = _decode(text)
     try:
-        doc = yaml.safe_load(source)
+        doc = yaml.safe_load(source) if flow_depth(source) <= MAX_DEPTH else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -180,78 +235,102 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
             f"the kubeconfig is not valid YAML{where}",
             hint="check the secret holds a whole kubeconfig file (`kubectl config view --raw --minify`)",
         ) from None
+    except RecursionError:
+        doc = None
+        deep = True
+    else:
+        deep = flow_depth(source) > MAX_DEPTH or depth(doc) > MAX_DEPTH
+    if deep:
+        raise KubeconfigError(
+            f"the kubeconfig nests more than {MAX_DEPTH} levels deep, so it is not a kubeconfig",
+            hint="store the output of `kubectl config view --raw --minify --flatten` in the secret",
+        )
     if not isinstance(doc, dict):
         raise KubeconfigError(
             "the kubeconfig is not a YAML mapping", hint="store a whole kubeconfig file in the secret"
         )
     _mask_document(doc)
-    kind = doc.get("kind")
-    if kind not in (None, "Config"):
-        shown = repr(kind) if isinstance(kind, str) and re.fullmatch(r"[A-Z][A-Za-z]{0,39}", kind) else "?"
-        raise KubeconfigError(f"the kubeconfig has kind {shown}, expected Config")
+    if doc.get("kind") not in (None, "Config"):
+        raise KubeconfigError(
+            "the kubeconfig's kind is not Config", hint="store a kubeconfig, not another Kubernetes object"
+        )
 
-    names = [c.get("name") for c in _list(doc.get("contexts")) if isinstance(c, dict)]
+    contexts = [c for c in _list(doc.get("contexts")) if isinstance(c, dict)]
+    pick = (
+        f"set the kube-context input to one of its {len(contexts)} context(s) (`kubectl config get-contexts`)"
+    )
+    source_of_choice = "the kube-context input" if context else "the kubeconfig's current-context"
     chosen = context or doc.get("current-context") or ""
     if not isinstance(chosen, str):
-        raise KubeconfigError(
-            "the kubeconfig's current-context is not a name", hint="set the kube-context input"
-        )
+        raise KubeconfigError("the kubeconfig's current-context is not a name", hint=pick)
     if not chosen:
-        if len(names) == 1:
-            chosen = str(names[0])
+        names = [c.get("name") for c in contexts]
+        if len(names) == 1 and isinstance(names[0], str) and names[0]:
+            chosen = names[0]
+            source_of_choice = "the kubeconfig's only context"
         else:
-            raise KubeconfigError(
-                "the kubeconfig has no current-context",
-                hint="set the kube-context input to one of: " + (", ".join(map(str, names)) or "(none)"),
-            )
-    ctx = _named(doc, "context", chosen)
-    if ctx is None:
-        raise KubeconfigError(
-            f"context {chosen!r} is not in the kubeconfig",
-            hint="set kube-context to one of: " + (", ".join(map(str, names)) or "(no contexts)"),
-        )
+            raise KubeconfigError("the kubeconfig has no current-context", hint=pick)
+    found = _named(doc, "context", chosen)
+    if found is None:
+        raise KubeconfigError(f"{source_of_choice} names a context that is not in the kubeconfig", hint=pick)
+    ctx_index, ctx = found
+    here = _nth("context", ctx_index)
     cluster_name, user_name = ctx.get("cluster"), ctx.get("user")
-    cluster = _named(doc, "cluster", str(cluster_name)) if cluster_name else None
-    if cluster is None:
-        raise KubeconfigError(f"context {chosen!r} names cluster {cluster_name!r}, which is not defined")
+    found = _named(doc, "cluster", cluster_name)
+    if found is None:
+        raise KubeconfigError(
+            f"{here} ({source_of_choice}) names a cluster that is not in the kubeconfig's clusters",
+            hint="export the kubeconfig with `kubectl config view --raw --minify` so the cluster is kept",
+        )
+    cluster_index, cluster = found
     server = cluster.get("server")
     if not isinstance(server, str) or not server.startswith(("https://", "http://")):
-        raise KubeconfigError(f"cluster {cluster_name!r} has no https:// server address")
+        raise KubeconfigError(
+            f"{_nth('cluster', cluster_index)} has no https:// server address",
+            hint="set its server to the API server's URL, e.g. https://203.0.113.10:6443",
+        )
     if not (
         cluster.get("certificate-authority-data")
         or cluster.get("certificate-authority")
         or cluster.get("insecure-skip-tls-verify")
         or server.startswith("http://")
     ):
-        runner.warning(f"cluster {cluster_name!r} has no certificate-authority: the system CAs are used")
-    user = _named(doc, "user", str(user_name)) if user_name else None
-    if user is None:
-        raise KubeconfigError(f"context {chosen!r} names user {user_name!r}, which is not defined")
+        runner.warning(
+            f"{_nth('cluster', cluster_index)} has no certificate-authority: the system CAs are used"
+        )
+    found = _named(doc, "user", user_name)
+    if found is None:
+        raise KubeconfigError(
+            f"{here} ({source_of_choice}) names a user that is not in the kubeconfig's users",
+            hint="export the kubeconfig with `kubectl config view --raw --minify` so the user is kept",
+        )
+    user_index, user = found
+    who = _nth("user", user_index)
     if not any(
         user.get(k)
         for k in ("token", "tokenFile", "client-key-data", "client-key", "exec", "auth-provider", "password")
     ):
         raise KubeconfigError(
-            f"user {user_name!r} has no credentials (token, client certificate, or exec plugin)",
+            f"{who} has no credentials (token, client certificate, or exec plugin)",
             hint="export the kubeconfig with `kubectl config view --raw --minify` so credentials are kept",
         )
     if user.get("exec"):
-        command = _dict(user.get("exec")).get("command", "")
         runner.warning(
-            f"user {user_name!r} authenticates with the exec plugin {command!r}: it must be installed "
-            "where kubebuildx runs (the action image has none). A service-account token is simpler.",
+            f"{who} authenticates with an exec plugin: its command must be installed where kubebuildx "
+            "runs (the action image has none). A service-account token is simpler.",
         )
 
+    positions = {"cluster": cluster_index, "user": user_index}
     for kind, body in (("cluster", cluster), ("user", user)):
         _make_absolute(body, kind, base_dir or Path.cwd())
         for key in _FILE_KEYS[kind]:
-            if isinstance(body.get(key), str) and not Path(body[key]).exists():
+            if key in body and (not isinstance(body[key], str) or not Path(body[key]).exists()):
                 raise KubeconfigError(
-                    f"{kind} {key} file {body[key]!r} does not exist",
+                    f"{_nth(kind, positions[kind])}'s {key} names a file that does not exist",
                     hint="embed it with `kubectl config view --raw --minify --flatten`",
                 )
 
-    namespace = str(ctx.get("namespace") or "")
+    namespace = str(ctx["namespace"]) if isinstance(ctx.get("namespace"), str) else ""
     minimal = {
         "apiVersion": "v1",
         "kind": "Config",

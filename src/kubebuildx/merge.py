@@ -20,12 +20,11 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubebuildx import cmd, runner
+from kubebuildx import cancel, cmd, runner
 from kubebuildx import platforms as plat
 from kubebuildx.builder import BuilderSpec, NodeSpec
 from kubebuildx.errors import InputError, RegistryError
@@ -162,8 +161,10 @@ def parse_manifest(raw: str) -> Manifest:
     digest = "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
     try:
         doc = json.loads(raw)
-    except ValueError as exc:
-        raise RegistryError(f"the registry returned a manifest that is not JSON: {exc}") from None
+    except (ValueError, RecursionError):
+        raise RegistryError("the registry returned a manifest that is not JSON") from None
+    if not isinstance(doc, dict):
+        raise RegistryError("the registry returned a manifest that is not a JSON object")
     media_type = str(doc.get("mediaType", ""))
     if not media_type:  # mediaType is optional in OCI; the shape tells
         media_type = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
@@ -172,24 +173,33 @@ def parse_manifest(raw: str) -> Manifest:
             Descriptor(
                 str(m.get("digest", "")),
                 str(m.get("mediaType", "")),
-                _platform(m.get("platform")),
-                ATTESTATION_TYPE in (m.get("annotations") or {}),
+                _platform(m.get("platform") if isinstance(m.get("platform"), dict) else None),
+                isinstance(m.get("annotations"), dict) and ATTESTATION_TYPE in m["annotations"],
             )
-            for m in doc.get("manifests") or []
+            for m in _objects(doc.get("manifests"))
         )
         return Manifest(digest, media_type, entries)
     if media_type in MANIFEST_TYPES:
-        return Manifest(digest, media_type, config=str((doc.get("config") or {}).get("digest", "")))
-    raise RegistryError(f"unexpected media type {media_type!r}: neither an image nor an index")
+        config = doc.get("config")
+        return Manifest(
+            digest, media_type, config=str(config.get("digest", "")) if isinstance(config, dict) else ""
+        )
+    raise RegistryError(
+        f"unexpected media type {runner.one_line(media_type[:100])!r}: neither an image nor an index"
+    )
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def config_platform(raw: str) -> Platform | None:
     """The platform an image config declares (os, architecture, variant)."""
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return _platform(doc)
+    return _platform(doc) if isinstance(doc, dict) else None
 
 
 # ---- verification -------------------------------------------------------------------------------
@@ -335,6 +345,21 @@ def registry_builder(config: bytes, platform: Platform) -> BuilderSpec:
     return BuilderSpec(REGISTRY_BUILDER, "default", (node,), (), (("buildkitd.toml", config),))
 
 
+def read_metadata(path: Path) -> dict[str, Any]:
+    """buildx's --metadata-file: a JSON object; anything else (absent, empty, not JSON, not an
+    object, not UTF-8) is an empty one, with a warning, since the image is pushed by then."""
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_bytes() or b"{}")
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict):
+        runner.warning(f"{path.name} is not a JSON object; the metadata output is empty")
+        return {}
+    return doc
+
+
 # ---- edge ---------------------------------------------------------------------------------------
 
 
@@ -395,7 +420,7 @@ def run(
             )
         runner.info(f"{len(digests)} digest(s) for {image}: " + ", ".join(digests))
     with runner.group(f"Verifying the digests cover {plat.join(platforms)}"):
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with cancel.executor(max_workers=8) as pool:  # a cancel does not wait for the other reads
             sources = tuple(pool.map(lambda d: read_source(image, d, inspect), digests))
         runner.info(describe(sources))
         verify_sources(platforms, sources)
@@ -411,9 +436,7 @@ def run(
             error=RegistryError,
             what="buildx imagetools create",
         )
-        metadata: dict[str, Any] = {}
-        if metadata_file.is_file():
-            metadata = json.loads(metadata_file.read_text() or "{}")
+        metadata = read_metadata(metadata_file)
     with runner.group("Checking the pushed image"):
         digest = ""
         for tag in tags:

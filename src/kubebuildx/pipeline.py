@@ -30,6 +30,7 @@ from kubebuildx import (
     builder,
     buildx_store,
     cleanup,
+    files,
     hostpaths,
     kube,
     merge,
@@ -45,53 +46,74 @@ from kubebuildx.inputs import Inputs
 # ---- where a run keeps its files ------------------------------------------------------------
 
 
-def temp_root(env: Mapping[str, str]) -> Path:
-    """RUNNER_TEMP (mounted into container actions as /github/runner_temp, and
-    kept for the post step), else the container's /github/home, else the
-    system temp dir for the CLI."""
+def temp_source(env: Mapping[str, str]) -> tuple[str, Path]:
+    """Where a run makes its folders, and the variable that says so: RUNNER_TEMP (mounted
+    into container actions as /github/runner_temp, and kept for the post step), else
+    KUBEBUILDX_TEMP, else the container's /github/home, else the system temp dir (the CLI)."""
     for key in ("RUNNER_TEMP", "KUBEBUILDX_TEMP"):
         value = env.get(key)
         if value and Path(value).is_dir() and os.access(value, os.W_OK):
-            return Path(value)
+            return key, Path(value)
     if env.get("GITHUB_ACTIONS") == "true" and env.get("HOME") and Path(env["HOME"]).is_dir():
-        return Path(env["HOME"])
-    return Path(tempfile.gettempdir())
+        return "HOME", Path(env["HOME"])
+    # The OS's own temp dir, resolved: a system link such as macOS's /tmp -> /private/tmp
+    # is not ours to refuse. The folders below are checked link by link.
+    return "TMPDIR", Path(os.path.realpath(tempfile.gettempdir()))
+
+
+def temp_root(env: Mapping[str, str]) -> Path:
+    return temp_source(env)[1]
+
+
+def trusted_uids(key: str, root: Path) -> frozenset[int]:
+    """Who may own the folders above ours: root and us; for the runner's own folders also
+    their owner (the action runs as root in its container, the runner as its own user)."""
+    uids = {0, os.geteuid()}
+    if key in ("RUNNER_TEMP", "HOME"):
+        uids.add(os.lstat(root).st_uid)
+    return frozenset(uids)
 
 
 @dataclass(frozen=True)
 class Run:
-    """One run's environment and folders: ``workdir`` is private (the
-    kubeconfig, secrets, registry config) and deleted by cleanup; the builder's
-    output and digest folders sit next to it, under the builder's name."""
+    """One run's environment and folders, each made by ``files.new_folder`` (a fresh
+    mkdtemp name in a checked parent): ``workdir`` (0700) holds the kubeconfig, secrets
+    and registry config, and cleanup deletes it; ``public_dir`` (0755, a build's only)
+    holds the builder's output and digest folders, which later steps of the job read."""
 
     inputs: Inputs
     env: Mapping[str, str]
     workdir: Path
     store: Path  # buildx's store
+    public_dir: Path | None = None
     marks: dict[str, float] = field(default_factory=dict, compare=False)
 
     def output_dir(self, spec: BuilderSpec) -> Path:
-        return self.workdir.parent / spec.name / "out"
+        return self._public() / spec.name / "out"
 
     def digest_dir(self, spec: BuilderSpec) -> Path:
-        return self.workdir.parent / spec.name / "digests"
+        return self._public() / spec.name / "digests"
+
+    def _public(self) -> Path:
+        if self.public_dir is None:
+            raise AssertionError("only a build's run has a public folder (start(..., outputs=True))")
+        return self.public_dir
 
     def mark(self, name: str) -> None:
         """Wall-clock marks, so that a benchmark can measure from the moment it spawned us."""
         self.marks[name] = time.time()
 
 
-def start(inputs: Inputs, env: Mapping[str, str] | None = None) -> Run:
+def start(inputs: Inputs, env: Mapping[str, str] | None = None, *, outputs: bool = False) -> Run:
+    """The run's folders. Never a fixed name in a shared folder: another user could make it
+    first (0777, with a symlink named after the next builder) and choose where we write."""
     env = dict(os.environ) if env is None else dict(env)
-    root = temp_root(env) / "kubebuildx"
-    root.mkdir(parents=True, exist_ok=True)
-    # Open, so that a later step (uid 1001 on hosted runners) reaches the builder's output
-    # folder next to the run's folder; that one (mkdtemp: 0700) keeps the kubeconfig and secrets.
-    if root.stat().st_uid == os.geteuid():
-        root.chmod(0o755)
-    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    key, root = temp_source(env)
+    trusted = trusted_uids(key, root)
+    workdir = files.new_folder(root, "kubebuildx-run-", files.PRIVATE, trusted, key)
     cleanup.PostState(workdir=str(workdir)).save()
-    return Run(inputs, env, workdir, buildx_store.buildx_dir(env))
+    public = files.new_folder(root, "kubebuildx-out-", files.READABLE, trusted, key) if outputs else None
+    return Run(inputs, env, workdir, buildx_store.buildx_dir(env), public)
 
 
 # ---- the stages, in the order of the log ----------------------------------------------------
@@ -141,11 +163,18 @@ def write_instance(
             run.store,
             keep_kubeconfig=keep_kubeconfig or not run.inputs.cleanup,  # a warm builder outlives the run
             kubeconfig_ref=kubeconfig_ref,
-            docker_host=run.env.get("DOCKER_HOST", ""),
         )
         runner.info(f"builder {spec.name}: " + ", ".join(f"{n.name} → {n.platform}" for n in spec.nodes))
         runner.info(f"instance file {path}")
-        cleanup.PostState(str(run.workdir), spec.name, str(run.store), run.inputs.cleanup).save()
+        cleanup.PostState(
+            str(run.workdir),
+            spec.name,
+            str(run.store),
+            run.inputs.cleanup,
+            connection.namespace,
+            tuple(node.name for node in spec.nodes),
+            run.inputs.persistent_storage,
+        ).save()
     run.mark("instance")
     return spec
 
@@ -205,8 +234,19 @@ def publish(run: Run, result: build.BuildResult) -> None:
 def clean_up(
     store: Path, name: str, workdir: Path | None, remove_builder: bool, *, forget_warm: bool = False
 ) -> None:
+    """The end of every command, in its ``finally``: a cancel runs it too."""
     with runner.group("Cleanup"):
-        cleanup.run(store, name, workdir, remove_builder, forget_warm=forget_warm)
+        if cleanup.run(store, name, workdir, remove_builder, forget_warm=forget_warm):
+            cleanup.PostState.save_done()
+
+
+def post_clean_up(state: cleanup.PostState, inputs: Inputs | None, env: Mapping[str, str]) -> None:
+    """The action's post step: what the main step could not finish, with the credential
+    rebuilt from the inputs in a private folder of its own."""
+    with runner.group("Cleanup"):
+        key, root = temp_source(env)
+        folder = files.new_folder(root, "kubebuildx-post-", files.PRIVATE, trusted_uids(key, root), key)
+        cleanup.post(state, inputs, env, folder)
 
 
 def write_marks(run: Run) -> None:
@@ -219,9 +259,11 @@ def write_marks(run: Run) -> None:
 # ---- the commands ---------------------------------------------------------------------------
 
 
-def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_cleanup: bool = False) -> int:
-    """The whole job. With ``post_cleanup`` (the action) cleanup is left to the post step."""
-    run = start(inputs, env)
+def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, in_action: bool = False) -> int:
+    """The whole job, cleanup last, in a ``finally`` that a cancel runs too: the builder is
+    removed and the secrets deleted before the step ends. In the action a warm builder is
+    forgotten as well, and what cleanup could not finish is left to the post step."""
+    run = start(inputs, env, outputs=True)
     spec: BuilderSpec | None = None
     failure: KubebuildxError | None = None
     try:
@@ -235,11 +277,12 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, post_clea
         failure = build.failure(result, logged_in=docker_config is not None)
     finally:
         write_marks(run)
-        builder_folder = [str(run.workdir.parent / spec.name)] if spec else []
+        # The public folder and what buildx wrote into the workspace or runner temp go to that
+        # folder's owner (uid 1001 on hosted runners), so that later steps read and delete them.
+        public = [str(run.public_dir)] if run.public_dir else []
         written = hostpaths.local_destinations((*inputs.outputs, *inputs.cache_to))
-        hostpaths.hand_over([*builder_folder, *written], run.env)
-        if not post_cleanup:
-            clean_up(run.store, spec.name if spec else "", run.workdir, inputs.cleanup)
+        hostpaths.hand_over([*public, *written], run.env)
+        clean_up(run.store, spec.name if spec else "", run.workdir, inputs.cleanup, forget_warm=in_action)
     if failure:
         raise failure
     return 0
@@ -292,7 +335,7 @@ def merge_all(inputs: Inputs, env: Mapping[str, str] | None = None) -> int:
         config = builder.buildkit_config(inputs)
         if config and not name:  # registry settings for imagetools, in a store of our own
             spec = merge.registry_builder(config, inputs.platforms[0])
-            buildx_store.write(spec, "", run.workdir / "buildx", make_current=False)
+            buildx_store.write(spec, "", run.workdir / "buildx")
             tool_env, name = {**tool_env, "BUILDX_CONFIG": str(run.workdir / "buildx")}, spec.name
         merged = merge.run(
             image=image,

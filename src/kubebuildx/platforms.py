@@ -24,7 +24,15 @@ _ARCH_ALIASES = {
 }
 _DEFAULT_VARIANT = {"arm": "v7"}
 _KNOWN_OS = {"linux", "windows", "darwin", "freebsd"}
-_TOKEN = re.compile(r"^[a-z0-9_.-]+$")
+# containerd's specifier grammar (containerd/platforms platforms.go: osAndVersionRe without the
+# "(OSVersion)" part, and specifierRe for the architecture and variant)...
+_OS_PART = re.compile(r"^[a-z0-9_-]+$")
+_PART = re.compile(r"^[a-z0-9_.-]+$")
+# ...narrowed to what can name things: once normalised, every part goes into a Deployment name
+# (kbx-1-linux-arm-v7, a DNS label), a folder and an artifact name. containerd takes
+# linux/amd64/.. and linux/riscv64/-; the builder would only fail at boot with an invalid name.
+_NAME_PART = re.compile(r"^[a-z0-9]+$")
+_FORM_HINT = "write platforms like linux/amd64, linux/arm64 or linux/arm/v7"
 
 
 @dataclass(frozen=True, order=True)
@@ -61,21 +69,22 @@ class Platform:
         return self.arch != "arm" or self.variant == other.variant
 
 
-def parse(text: str) -> Platform:
-    """Parse ``os/arch[/variant]`` (or a bare ``arch``, meaning linux)."""
+def parse(text: str, source: str = "platforms") -> Platform:
+    """Parse ``os/arch[/variant]`` (or a bare ``arch``, meaning linux).
+
+    ``source`` names the input the text came from, for the message."""
     raw = text.strip().lower()
     parts = raw.split("/")
-    if not raw or len(parts) > 3 or not all(parts) or not all(_TOKEN.match(p) for p in parts):
-        raise InputError(
-            f"platform {text.strip()!r} is not of the form os/arch[/variant]",
-            hint="write platforms like linux/amd64, linux/arm64 or linux/arm/v7",
-        )
+    shown = repr(text.strip()[:80])
+    grammar = [_OS_PART, _PART, _PART] if len(parts) > 1 else [_PART]
+    if not raw or len(parts) > 3 or not all(g.match(p) for g, p in zip(grammar, parts, strict=False)):
+        raise InputError(f"{source}: platform {shown} is not of the form os/arch[/variant]", hint=_FORM_HINT)
     if len(parts) == 1:
         parts = ["linux", parts[0]]
     os_name, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
     if os_name not in _KNOWN_OS:
         raise InputError(
-            f"platform {text.strip()!r} names an unknown OS {os_name!r}",
+            f"{source}: platform {shown} names an unknown OS {os_name!r}",
             hint="the OS part comes first: linux/arm64, not arm64/linux",
         )
     variant = parts[2] if len(parts) == 3 else _DEFAULT_VARIANT.get(arch, "")
@@ -87,17 +96,24 @@ def parse(text: str) -> Platform:
         variant = ""  # containerd normalises arm64/v8 to arm64
     if arch == "amd64" and variant == "v1":
         variant = ""
+    bad = next((p for p in (arch, variant) if p and not _NAME_PART.match(p)), None)
+    if bad is not None:
+        raise InputError(
+            f"{source}: platform {shown} has a part, {bad!r}, that cannot name the builder's Deployment "
+            "(only lowercase letters and digits)",
+            hint=_FORM_HINT,
+        )
     return Platform(os_name, arch, variant)
 
 
-def parse_list(items: Iterable[str]) -> tuple[Platform, ...]:
+def parse_list(items: Iterable[str], source: str = "platforms") -> tuple[Platform, ...]:
     """Parse a list of platforms (each item may hold several, comma-separated);
     duplicates are dropped, first mention wins the order."""
     seen: dict[Platform, None] = {}
     for item in items:
         for part in item.split(","):
             if part.strip():
-                seen.setdefault(parse(part), None)
+                seen.setdefault(parse(part, source), None)
     return tuple(seen)
 
 

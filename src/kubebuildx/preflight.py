@@ -108,9 +108,18 @@ class PlatformCheck:
         return bool(self.native)
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object from the API, or an empty one: a null or odd field must not crash preflight."""
+    return value if isinstance(value, dict) else {}
+
+
+def _objs(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def node_info(node: Mapping[str, Any]) -> NodeInfo:
-    meta, spec, status = node.get("metadata", {}), node.get("spec", {}), node.get("status", {})
-    labels = meta.get("labels") or {}
+    meta, spec, status = _obj(node.get("metadata")), _obj(node.get("spec")), _obj(node.get("status"))
+    labels = _obj(meta.get("labels"))
     platform: Platform | None = None
     arch, os_name = labels.get(ARCH_LABEL), labels.get(OS_LABEL, "linux")
     if arch:
@@ -121,13 +130,14 @@ def node_info(node: Mapping[str, Any]) -> NodeInfo:
         except Exception:  # noqa: BLE001 - an odd label only hides that node
             platform = None
     ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        c.get("type") == "Ready" and c.get("status") == "True" for c in _objs(status.get("conditions"))
     )
     taints = tuple(
-        Taint(t.get("key", ""), t.get("value", "") or "", t.get("effect", ""))
-        for t in spec.get("taints") or []
+        Taint(str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect") or ""))
+        for t in _objs(spec.get("taints"))
     )
-    return NodeInfo(meta.get("name", "?"), platform, ready, bool(spec.get("unschedulable")), taints)
+    name = str(meta["name"]) if isinstance(meta.get("name"), str) else "?"
+    return NodeInfo(name, platform, ready, bool(spec.get("unschedulable")), taints)
 
 
 def tolerates(tolerations: Iterable[Mapping[str, str]], taint: Taint) -> bool:
@@ -371,15 +381,15 @@ def read_cluster(api: Any, server: str, namespace: str, persistent: bool = False
             "SelfSubjectAccessReview",
             access_review(perm, namespace),
         )
-        allowed[perm] = bool(status == 201 and (review or {}).get("status", {}).get("allowed"))
+        allowed[perm] = bool(status == 201 and _obj(_obj(review).get("status")).get("allowed") is True)
     nodes: tuple[NodeInfo, ...] = ()
     if allowed[LIST_NODES]:
         status, body = kube.request(api, "GET", "/api/v1/nodes", server, "listing nodes")
-        if status == 200:
-            nodes = tuple(node_info(n) for n in body.get("items", []))
+        if status == 200:  # an empty list may come as "items": null
+            nodes = tuple(node_info(n) for n in _objs(_obj(body).get("items")))
     status, _ = kube.request(api, "GET", f"/api/v1/namespaces/{namespace}", server, "reading the namespace")
     exists = True if status == 200 else False if status == 404 else None
-    return ClusterState(nodes, allowed, exists, (version or {}).get("gitVersion", "?"))
+    return ClusterState(nodes, allowed, exists, str(_obj(version).get("gitVersion") or "?"))
 
 
 def check(connection: kube.Connection, inputs: Inputs) -> Plan:

@@ -14,6 +14,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+from kubebuildx.runner import one_line
 
 # A stage built for another platform (FROM --platform=$BUILDPLATFORM) is named
 # ``[linux/amd64->arm64 build 1/2]``: build platform, then the target's arch (or
@@ -88,24 +91,28 @@ class Progress:
             return []
         try:
             status = json.loads(line)
-        except ValueError:
-            self.other.append(line)
-            return [line]
+        except (ValueError, RecursionError):
+            self.other.append(one_line(line))
+            return [one_line(line)]
         if not isinstance(status, dict):
             return []
         out: list[str] = []
-        for v in status.get("vertexes") or []:
-            digest = v.get("digest", "")
+        for v in _dicts(status.get("vertexes")):
+            digest = _text(v.get("digest"))
             known = self.vertexes.get(digest)
             if known is None:
-                known = self.vertexes[digest] = Vertex(digest, v.get("name", ""))
+                # Names and errors come from the Dockerfile and the base image (an ENV lands in a
+                # RUN's name): one log line each, never a line of their own.
+                known = self.vertexes[digest] = Vertex(digest, one_line(_text(v.get("name"))))
                 self.order.append(digest)
             was_started, was_done = known.started is not None, known.completed is not None
-            known.started = parse_time(v.get("started")) or known.started
-            known.completed = parse_time(v.get("completed")) or known.completed
+            known.started = parse_time(_text(v.get("started"))) or known.started
+            known.completed = parse_time(_text(v.get("completed"))) or known.completed
             known.cached = bool(v.get("cached")) or known.cached
-            known.inputs = tuple(v.get("inputs") or ()) or known.inputs
-            known.error = v.get("error") or known.error
+            inputs = v.get("inputs")
+            listed = tuple(i for i in inputs if isinstance(i, str)) if isinstance(inputs, list) else ()
+            known.inputs = listed or known.inputs
+            known.error = one_line(_text(v.get("error"))) or known.error
             n = self.order.index(digest) + 1
             if known.started is not None and not was_started and not known.cached:
                 out.append(f"#{n} {known.name}")
@@ -116,17 +123,14 @@ class Progress:
                     out.append(f"#{n} CACHED {known.name}")
                 else:
                     out.append(f"#{n} DONE {known.seconds:.1f}s")
-        for log in status.get("logs") or []:
-            digest = log.get("vertex", "")
+        for log in _dicts(status.get("logs")):
+            digest = _text(log.get("vertex"))
             n = self.order.index(digest) + 1 if digest in self.vertexes else 0
-            try:
-                data = base64.b64decode(log.get("data") or "").decode("utf-8", "replace")
-            except ValueError:
-                continue
+            data = _b64(log.get("data"))
             out.extend(f"#{n} {text}" for text in data.rstrip("\n").splitlines())
-        for warning in status.get("warnings") or []:
-            short = base64.b64decode(warning.get("short") or "").decode("utf-8", "replace")
-            out.append(f"WARNING: {short}")
+        for warning in _dicts(status.get("warnings")):
+            short = _b64(warning.get("short"))
+            out.append("WARNING: " + (one_line(short) if short else "(a warning buildx could not encode)"))
         return out
 
     def timings(self, single: str = "") -> Timings:
@@ -134,6 +138,25 @@ class Progress:
 
     def errors(self) -> list[str]:
         return [v.error for v in (self.vertexes[d] for d in self.order) if v.error]
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list in a SolveStatus; anything else there is ignored, never a crash."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _b64(value: Any) -> str:
+    """Base64 text as UTF-8 (bad bytes replaced); empty when it is not base64 at all."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", "replace")
+    except ValueError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -155,20 +178,32 @@ class Timings:
 
 
 def _depths(vertexes: list[Vertex]) -> dict[str, int]:
-    """Each vertex's distance from the graph's roots, through its inputs."""
+    """Each vertex's distance from the graph's roots, through its inputs (the longest path).
+
+    Iterative: a graph thousands of steps deep must not hit Python's recursion limit.
+    An input that leads back to a vertex being visited (a cycle) is ignored.
+    """
     by_digest = {v.digest: v for v in vertexes}
     depth: dict[str, int] = {}
-
-    def visit(digest: str, seen: frozenset[str]) -> int:
-        if digest in depth:
-            return depth[digest]
-        v = by_digest.get(digest)
-        parents = [i for i in (v.inputs if v else ()) if i in by_digest and i not in seen]
-        depth[digest] = 1 + max((visit(i, seen | {digest}) for i in parents), default=-1)
-        return depth[digest]
-
-    for v in vertexes:
-        visit(v.digest, frozenset())
+    for root, vertex in by_digest.items():
+        if root in depth:
+            continue
+        on_path = {root}
+        stack: list[tuple[str, list[str]]] = [(root, list(vertex.inputs))]
+        while stack:
+            digest, pending = stack[-1]
+            while pending and (
+                pending[-1] not in by_digest or pending[-1] in depth or pending[-1] in on_path
+            ):
+                pending.pop()
+            if pending:
+                child = pending.pop()
+                on_path.add(child)
+                stack.append((child, list(by_digest[child].inputs)))
+                continue
+            stack.pop()
+            on_path.discard(digest)
+            depth[digest] = 1 + max((depth[i] for i in by_digest[digest].inputs if i in depth), default=-1)
     return depth
 
 

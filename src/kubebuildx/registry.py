@@ -17,13 +17,14 @@ credentials fail before a build, with the registry and user named.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from kubebuildx import files, runner
 from kubebuildx.errors import InputError, RegistryError
@@ -119,6 +120,11 @@ def parse_docker_config(text: str, name: str = "docker-config") -> dict[str, dic
     except json.JSONDecodeError as exc:  # its message quotes no content, only the position
         raise InputError(
             f"{name} is not JSON (line {exc.lineno}, column {exc.colno})",
+            hint="store the content of ~/.docker/config.json (after `docker login`) as the secret",
+        ) from None
+    except RecursionError:  # nested deeper than the decoder's stack: not a config.json
+        raise InputError(
+            "docker-config nests too deeply to be a docker config.json",
             hint="store the content of ~/.docker/config.json (after `docker login`) as the secret",
         ) from None
     auths = doc.get("auths") if isinstance(doc, dict) else None
@@ -229,10 +235,31 @@ def push_hint(error: str, *, logged_in: bool) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """containerd's MatchLocalhost, which buildx and BuildKit use to speak plain HTTP."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]")
-    return name in {"localhost", "::1"} or name.startswith("127.")
+    """containerd's docker.MatchLocalhost, which buildx and BuildKit use to speak plain HTTP:
+    ``localhost`` or a loopback IP address (127.0.0.0/8, ::1), with or without a port.
+
+    An address is parsed, never matched by prefix, and a name is not resolved:
+    ``127.attacker.example`` is a name that anyone's DNS may point anywhere."""
+    name = host.strip()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def may_send_credentials(url: str) -> bool:
+    """Credentials go over https only, or over plain http to a loopback address, where they
+    never leave the machine (the only registries we speak http to)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return bool(parts.netloc)
+    return parts.scheme == "http" and is_loopback(parts.netloc.rpartition("@")[2])
 
 
 def api_base(host: str) -> str:
@@ -280,9 +307,14 @@ def check_login(creds: Credentials, get: Get | None = None) -> str:
         if reply.status != 401:
             return f"{creds.host} answered {reply.status} on /v2/; credentials not checked"
         scheme, params = parse_challenge(_header(reply.headers, "www-authenticate"))
+        realm = params.get("realm", "")
         if scheme == "basic":
+            if not may_send_credentials(base):
+                return f"{creds.host} asks for Basic authentication over plain http; credentials not sent"
             reply = fetch(base, pair)
-        elif scheme == "bearer" and params.get("realm"):
+        elif scheme == "bearer" and realm and not may_send_credentials(realm):
+            return f"{creds.host} names a token service that is not https; credentials not sent"
+        elif scheme == "bearer" and realm:
             query = {
                 "account": creds.username,
                 **({"service": params["service"]} if "service" in params else {}),

@@ -86,6 +86,13 @@ def kubebuildx(
     return Run(proc, time.monotonic() - start, home)
 
 
+def output_dir(home: Path, builder: str) -> Path:
+    """The CLI's default output: ``<builder>/out`` in the run's own kubebuildx-out-* folder."""
+    found = sorted((home / "tmp").glob(f"kubebuildx-out-*/{builder}/out"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no output folder for {builder} under {home / 'tmp'}"
+    return found[-1]
+
+
 def api_json(cenv: Mapping[str, str], path: str) -> dict[str, Any]:
     from kubebuildx import kube
 
@@ -93,6 +100,15 @@ def api_json(cenv: Mapping[str, str], path: str) -> dict[str, Any]:
     status, body = kube.request(api, "GET", path, "test", "test")
     assert status in (200, 404), status
     return body if status == 200 else {}
+
+
+def delete_deployment(cenv: Mapping[str, str], name: str) -> None:
+    from kubebuildx import kube
+
+    api = kube.api_client(cenv["KUBEBUILDX_KUBECONFIG_ADMIN"])
+    path = f"/apis/apps/v1/namespaces/{cenv['KUBEBUILDX_NAMESPACE']}/deployments/{name}"
+    status, _ = kube.request(api, "DELETE", path, "test", "test")
+    assert status in (200, 202, 404), status
 
 
 def deployments(cenv: Mapping[str, str], prefix: str) -> list[str]:

@@ -102,15 +102,16 @@ def test_action_writes_outputs_and_summary_and_post_cleans_up(cenv: dict[str, st
     summary = Path(env["GITHUB_STEP_SUMMARY"]).read_text()
     assert "| Step | `linux/amd64` | `linux/arm64` |" in summary, summary
     assert cenv["KUBEBUILDX_NODE_ARM64"] in summary and "**Total**" in summary
-    # the kubeconfig stays for the post step, private
+    # the main step cleans up at its end: the builder is gone, and so is its kubeconfig
     state = read_file_commands(Path(env["GITHUB_STATE"]))
     kubeconfig_file = Path(state["workdir"]) / "kubeconfig"
-    assert oct(kubeconfig_file.stat().st_mode & 0o777) == "0o600"
-    assert deployments(cenv, builder), "the main step leaves cleanup to the post step"
+    assert not kubeconfig_file.exists() and not Path(state["workdir"]).exists()
+    assert deployments(cenv, builder) == [], "removed by the main step"
+    assert state["done"] == "true"
 
     post = post_step(env, state)
     assert post.returncode == 0, post.stdout + post.stderr
-    assert not kubeconfig_file.exists()
+    assert "nothing left to clean up" in post.stdout
     assert deployments(cenv, builder) == []
 
     # No secret of the kubeconfig anywhere: logs, outputs, summary, state, files written
@@ -146,7 +147,7 @@ def test_action_bad_input_fails_before_anything_runs(cenv: dict[str, str], tmp_p
     assert "Invalid input" in Path(env["GITHUB_STEP_SUMMARY"]).read_text()
 
 
-def test_post_step_deletes_the_kubeconfig_after_a_failed_preflight(
+def test_the_kubeconfig_is_deleted_when_a_failed_preflight_ends_the_main_step(
     cenv: dict[str, str], tmp_path: Path
 ) -> None:
     env = runner_env(tmp_path, cenv)
@@ -163,7 +164,7 @@ def test_post_step_deletes_the_kubeconfig_after_a_failed_preflight(
     assert main.returncode == 4, main.stdout + main.stderr
     assert "::error title=Cluster preflight failed::" in main.stdout
     state = read_file_commands(Path(env["GITHUB_STATE"]))
-    assert (Path(state["workdir"]) / "kubeconfig").is_file()
+    assert not Path(state["workdir"]).exists(), "deleted by the main step, failed as it is"
     post = post_step(env, state)
     assert post.returncode == 0, post.stdout + post.stderr
     assert not Path(state["workdir"]).exists()
@@ -234,6 +235,7 @@ def test_the_log_groups_of_a_real_job_come_in_the_order_of_the_stages(
         "Checking each node builds natively",
         "Building linux/amd64, linux/arm64",
         "Outputs and summary",
+        "Cleanup",
     ]
     assert main.stdout.count("::group::") == main.stdout.count("::endgroup::")
     assert _groups(post.stdout) == ["Cleanup"]

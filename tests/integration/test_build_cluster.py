@@ -21,6 +21,7 @@ from cluster_helpers import (
     deployments,
     elf_machine,
     kubebuildx,
+    output_dir,
     secrets_of,
 )
 
@@ -56,7 +57,7 @@ def test_build_runs_each_platform_on_its_own_architecture(cenv: dict[str, str], 
         home,
     )
     assert run.proc.returncode == 0, run.text[-4000:]
-    out = home / "tmp" / "kubebuildx" / "kbx-it-native" / "out"
+    out = output_dir(home, "kbx-it-native")
     for folder, machine in (("linux_amd64", "x86_64"), ("linux_arm64", "aarch64")):
         assert (out / folder / "arch").read_text().strip() == machine
         assert (out / folder / "greeting").read_text().strip() == "native"
@@ -91,9 +92,7 @@ def test_cleanup_false_keeps_the_builder_warm_and_cleanup_removes_it(
     assert run.proc.returncode == 0, run.text[-4000:]
     assert deployments(cenv, "kbx-it-warm") == ["kbx-it-warm-linux-arm64"]
     # only the requested platform's node was booted
-    assert (
-        home / "tmp" / "kubebuildx" / "kbx-it-warm" / "out" / "linux_arm64" / "arch"
-    ).read_text().strip() == "aarch64"
+    assert (output_dir(home, "kbx-it-warm") / "linux_arm64" / "arch").read_text().strip() == "aarch64"
     # the post step / `kubebuildx cleanup` removes it
     (home / "docker" / "buildx").mkdir(parents=True, exist_ok=True)
     gone = kubebuildx(["cleanup", "kbx-it-warm"], cenv, home)
@@ -241,7 +240,8 @@ def test_instance_file_is_what_buildx_reads(cenv: dict[str, str], home: Path) ->
     ls = subprocess.run(
         ["buildx", "ls"], capture_output=True, text=True, env=env, check=False, timeout=60
     ).stdout
-    assert "kbx-it-instance*" in ls  # the current builder
+    # listed, and not made the current builder: that is the user's (`buildx use`, or --builder)
+    assert "kbx-it-instance " in ls and "kbx-it-instance*" not in ls
 
 
 def test_pods_that_cannot_schedule_are_explained(cenv: dict[str, str], home: Path) -> None:
@@ -318,7 +318,7 @@ def test_qemu_fallback_emulates_a_platform_no_node_serves_and_says_so(
     )
     assert run.proc.returncode == 0, run.text[-3000:]
     assert "linux/riscv64 natively: it is EMULATED on linux/amd64" in run.text
-    out = home / "tmp" / "kubebuildx" / "kbx-it-emulated" / "out"
+    out = output_dir(home, "kbx-it-emulated")
     assert (out / "linux_riscv64" / "hello.txt").read_text() == "hello\n"
     assert (out / "linux_arm64" / "hello.txt").read_text() == "hello\n"
 

@@ -22,3 +22,15 @@ def _no_processes_or_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _not_cancelled() -> Iterator[None]:
+    """The cancel flag and the withheld environment are process-wide: a test must not leave
+    them to the next one."""
+    from kubebuildx import cancel, cmd
+
+    cancel.reset()
+    yield
+    cancel.reset()
+    cmd._withheld.clear()

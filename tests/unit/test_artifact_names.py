@@ -40,10 +40,29 @@ def test_invalid_names_say_which_character(name: str, label: str) -> None:
         validate_artifact_name(name)
 
 
-def test_paths_may_hold_separators_but_not_the_rest() -> None:
-    validate_file_path("dir/sub\\file.txt")
+def test_paths_may_hold_slashes_but_not_the_rest() -> None:
+    validate_file_path("dir/sub/file.txt")
     with pytest.raises(InputError, match="Colon"):
         validate_file_path("dir/c:file")
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("dir/sub\\file.txt", "contains Backslash"),  # the official client stores it: zip-slip on Windows
+        ("..\\..\\evil.dll", "contains Backslash"),
+        ("caf\udce9.txt", "is not UTF-8: 'caf\\udce9.txt'"),  # latin-1 bytes, decoded with surrogateescape
+    ],
+)
+def test_names_a_zip_cannot_store_safely_are_refused(path: str, words: str) -> None:
+    with pytest.raises(InputError) as exc:
+        validate_file_path(path)
+    assert words in str(exc.value)
+
+
+def test_an_artifact_name_that_is_not_utf8_is_refused() -> None:
+    with pytest.raises(InputError, match="not UTF-8"):
+        validate_artifact_name("app-\udcff")
 
 
 @pytest.mark.parametrize(

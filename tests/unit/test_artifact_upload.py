@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,20 @@ def test_common_root(tmp_path: Path) -> None:
     assert common_root([tmp_path / "out" / "a"]) == tmp_path / "out" / "a"
     assert common_root([tmp_path / "out" / "b" / "f"]) == tmp_path / "out" / "b"
     assert common_root([tmp_path / "out" / "a", tmp_path / "out" / "b" / "f"]) == tmp_path / "out"
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_create_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubebuildx.artifacts import upload
+
+    def no_request(env: object) -> None:
+        raise AssertionError("a request was about to be sent")
+
+    monkeypatch.setattr(upload.Context, "from_env", no_request)
+    (tmp_path / "linux_amd64").mkdir()
+    (tmp_path / "linux_amd64" / "good").write_text("x")
+    (tmp_path / "linux_arm64").mkdir()
+    (tmp_path / "linux_arm64" / os.fsdecode(b"\xff.bin")).write_text("x")
+    with pytest.raises(InputError, match="not UTF-8"):
+        upload_platform_artifacts(tmp_path, "app", UploadOptions(name="app"))

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import stat
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -171,3 +172,86 @@ def test_the_archive_changes_if_a_file_does(tree: Path) -> None:
     first = zip_bytes(tree)
     (tree / "etc" / "empty").write_bytes(b"x")
     assert zip_bytes(tree) != first
+
+
+# ---- a tree that changes under us, or that a zip cannot hold ------------------------------------
+
+
+def test_a_tree_1100_folders_deep_is_walked_without_recursion() -> None:
+    # Outside pytest's basetemp: on Python 3.11 pytest removes old basetemps with a recursive
+    # shutil.rmtree, so a tree this deep left there by a killed run crashes every later session
+    # (RecursionError). Here it is removed one level at a time, and a leftover harms nothing.
+    root = Path(tempfile.mkdtemp(prefix="kubebuildx-deep-tree-"))
+    levels = [root / "out"]
+    for _ in range(1100):  # one level at a time: Path.mkdir(parents=True) recurses too
+        levels.append(levels[-1] / "d")
+    try:
+        for level in levels:
+            level.mkdir()
+        (levels[-1] / "f").write_text("bottom")
+        entries = collect(root / "out")
+        assert [e.arcname for e in entries] == ["d/" * 1100 + "f"]
+        with zipfile.ZipFile(io.BytesIO(zip_bytes(root / "out"))) as archive:
+            assert archive.read("d/" * 1100 + "f") == b"bottom"
+    finally:
+        (levels[-1] / "f").unlink(missing_ok=True)
+        for level in reversed(levels):
+            if level.is_dir():
+                level.rmdir()
+        root.rmdir()
+    assert not root.exists()
+
+
+def _swap(path: Path, how: str) -> None:
+    if how != "file":
+        path.unlink()
+    if how == "fifo":
+        os.mkfifo(path)
+    elif how == "symlink":
+        path.symlink_to(path.parent / "secret")
+    else:  # created before the old one goes, so that its inode cannot be reused
+        new = path.with_name("new")
+        new.write_text("another file, same name")
+        new.replace(path)
+
+
+@pytest.mark.parametrize(
+    ("how", "words"),
+    [
+        ("fifo", "was replaced by a file of another kind"),  # the open must not hang
+        ("symlink", "was replaced by a symlink"),  # and must not follow it
+        ("file", "was replaced by another file"),
+    ],
+)
+@pytest.mark.parametrize("size", [10, (1 << 20) + 1], ids=["small", "streamed"])
+def test_a_file_swapped_after_it_was_collected_is_refused(
+    tmp_path: Path, how: str, words: str, size: int
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "out" / "secret").write_text("FAKE-kubeconfig")
+    (out / "app").write_bytes(noise("app", size))
+    entries = [e for e in collect(out) if e.arcname == "app"]
+    _swap(out / "app", how)
+    with pytest.raises(zipstream.ArtifactError, match=words):
+        write_zip(entries, io.BytesIO().write)
+
+
+def test_a_symlink_inside_the_folder_is_read_through_its_target(tmp_path: Path) -> None:
+    (tmp_path / "app").write_text("binary")
+    (tmp_path / "alias").symlink_to("app")
+    with zipfile.ZipFile(io.BytesIO(zip_bytes(tmp_path))) as archive:
+        assert archive.read("alias") == b"binary"
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [("..\\..\\evil.dll", "contains Backslash"), (os.fsdecode(b"caf\xe9.txt"), "is not UTF-8")],
+    ids=["backslash", "latin-1 name"],
+)
+def test_names_a_zip_cannot_store_safely_are_refused_while_collecting(
+    tmp_path: Path, name: str, words: str
+) -> None:
+    (tmp_path / name).write_text("x")
+    with pytest.raises(InputError, match=words):
+        collect(tmp_path)

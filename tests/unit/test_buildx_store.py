@@ -108,24 +108,6 @@ def test_go_json(value: object, expected: str) -> None:
     assert buildx_store.go_json(value) == expected
 
 
-def test_current_json_is_golden() -> None:
-    golden = (FIXTURES / "current.json").read_text()
-    assert buildx_store.current_json("kbx-demo", "unix:///var/run/docker.sock") == golden
-
-
-def test_current_json_uses_docker_host(tmp_path: Path) -> None:
-    """The job's $DOCKER_HOST, handed in (test_pipeline checks it comes from the job's environment)."""
-    docker_host = "tcp://docker:2376"
-    assert json.loads(buildx_store.current_json("b", docker_host)) == {
-        "Key": docker_host,
-        "Name": "b",
-        "Global": True,
-    }
-    assert json.loads(buildx_store.current_json("b"))["Key"] == "unix:///var/run/docker.sock"
-    buildx_store.write(two_node(), "/tmp/k", tmp_path, docker_host=docker_host)
-    assert json.loads((tmp_path / "current").read_text())["Key"] == docker_host
-
-
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
@@ -151,21 +133,15 @@ def test_write_creates_the_store_with_mode_0600(tmp_path: Path, monkeypatch: pyt
     path = buildx_store.write(spec, "/tmp/k", store)
     assert path == store / "instances" / "kbx-demo"
     assert path.read_bytes() == (FIXTURES / "two-node.json").read_bytes()
-    assert (store / "current").read_text() == (FIXTURES / "current.json").read_text()
     activity = (store / "activity" / "kbx-demo").read_text()
     assert len(activity) == 20
     assert activity.endswith("Z")
     assert activity[10] == "T"
-    for f in (path, store / "current", store / "activity" / "kbx-demo"):
+    for f in (path, store / "activity" / "kbx-demo"):
         assert _mode(f) == 0o600, f
     # nothing left behind by the atomic writes
     assert sorted(p.name for p in (store / "instances").iterdir()) == ["kbx-demo"]
-    assert sorted(p.name for p in store.iterdir()) == ["activity", "current", "instances"]
-
-
-def test_write_without_current(tmp_path: Path) -> None:
-    buildx_store.write(two_node(), "/tmp/k", tmp_path, make_current=False)
-    assert not (tmp_path / "current").exists()
+    assert sorted(p.name for p in store.iterdir()) == ["activity", "instances"], "never current"
 
 
 def test_write_replaces_and_never_widens(tmp_path: Path) -> None:
@@ -203,14 +179,16 @@ def test_remove_forgets_the_builder(tmp_path: Path) -> None:
     buildx_store.remove("kbx-demo", tmp_path)
     assert not (tmp_path / "instances" / "kbx-demo").exists()
     assert not (tmp_path / "activity" / "kbx-demo").exists()
-    assert not (tmp_path / "current").exists()
 
 
-def test_remove_keeps_another_current_builder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["other", "kbx-demo"])
+def test_remove_leaves_current_as_it_is(tmp_path: Path, name: str) -> None:
+    """As buildx's store.Txn.Remove: ``current`` is the user's, even when it names the builder."""
     buildx_store.write(two_node(), "/tmp/k", tmp_path)
-    files.atomic_write(tmp_path / "current", buildx_store.current_json("other"))
+    current = '{"Key":"unix:///var/run/docker.sock","Name":"' + name + '","Global":true}'
+    (tmp_path / "current").write_text(current)
     buildx_store.remove("kbx-demo", tmp_path)
-    assert json.loads((tmp_path / "current").read_text())["Name"] == "other"
+    assert (tmp_path / "current").read_text() == current
 
 
 def test_kept_kubeconfig_is_private_and_removed_with_the_builder(tmp_path: Path) -> None:

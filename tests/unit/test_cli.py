@@ -171,3 +171,43 @@ def test_instance_and_preflight_take_the_cluster_flags_only() -> None:
         cli.build_parser().parse_args(["preflight", "--tags", "r/a:1"])
     got = raw("instance", "--builder", "kbx", "--platforms", "linux/arm64", "--cleanup", "false")
     assert got == {"builder": "kbx", "platforms": "linux/arm64", "cleanup": "false", "kubeconfig": ""}
+
+
+# ---- hostile files and the last resort -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--kubeconfig", "--docker-config"])
+def test_a_file_that_is_not_utf8_is_an_input_error(flag: str, tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(b"apiVersion: v1\nname: \xff\xfe\n")
+    with pytest.raises(InputError, match=r"is not UTF-8 text \(byte 21\)"):
+        raw("build", flag, str(path))
+
+
+def test_an_unexpected_error_is_named_without_its_message_nor_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.delenv("KUBEBUILDX_DEBUG", raising=False)
+
+    def broken(args: object) -> int:
+        raise ValueError("FAKE-SECRET-in-an-exception-message")
+
+    monkeypatch.setattr(cli, "_cmd_preflight", broken)
+    assert cli.main(["preflight"]) == cli.INTERNAL_ERROR != 0
+    printed = capsys.readouterr()
+    shown = printed.out + printed.err + summary.read_text()
+    assert "unexpected ValueError at cli.py:" in shown
+    assert "FAKE-SECRET" not in shown and "Traceback" not in shown
+
+
+def test_sigterm_sets_the_cancel_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubebuildx import cancel
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli._terminate(15, None)
+        assert cancel.requested()
+    finally:
+        cancel.reset()

@@ -447,3 +447,36 @@ def test_parse_duration(text: str, seconds: float) -> None:
 @pytest.mark.parametrize("text", ["", "5", "five minutes", "-5m", "5 m", "m5"])
 def test_parse_duration_refuses_what_is_not_a_go_duration(text: str) -> None:
     assert parse_duration(text) is None
+
+
+# ---- secret ids: valid, and each used once, before anything runs ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({"secrets": "..=FAKE-SECRET-x"}, "item 1 has a secret id that is not a name"),
+        ({"secrets": "ok=1\n.=FAKE-SECRET-x"}, "item 2 has a secret id that is not a name"),
+        ({"secrets": "a/../b=FAKE-SECRET-x"}, "item 1 has a secret id that is not a name"),
+        ({"secrets": "a,src=/etc/shadow=FAKE"}, "item 1 has a secret id that is not a name"),
+        ({"secrets": '"a b"=FAKE'}, "item 1 has a secret id that is not a name"),
+        ({"secret-envs": "/abs=HOME"}, "input 'secret-envs': item 1 has a secret id"),
+        (
+            {"secrets": "a/b=FAKE-1\na_b=FAKE-2"},
+            "secret ids 'a/b' and 'a_b' would be written to the same file",
+        ),
+        ({"secrets": "npm=FAKE-1\nnpm=FAKE-2"}, "secret id 'npm' is also given in input 'secrets'"),
+        ({"secrets": "npm=FAKE-1", "secret-envs": "npm=NPM_TOKEN"}, "secret id 'npm' is also given"),
+    ],
+    ids=["..", ".", "a/../b", "comma", "quote", "leading slash", "a/b and a_b", "twice", "across inputs"],
+)
+def test_secret_ids_are_refused_before_any_request(raw: dict[str, str], words: str) -> None:
+    with pytest.raises(InputError) as exc:
+        parse_inputs(raw)
+    assert words in str(exc.value)
+    assert "FAKE" not in str(exc.value)
+
+
+@pytest.mark.parametrize("secret_id", ["npm_token", "aws/credentials", "GIT_AUTH_TOKEN.github.com", "a-b.c"])
+def test_secret_ids_that_are_names_are_kept(secret_id: str) -> None:
+    assert parse_inputs({"secrets": f"{secret_id}=FAKE-value"}).secrets == (f"{secret_id}=FAKE-value",)

@@ -6,6 +6,7 @@ Every credential in tests/fixtures/kubeconfig/ is fake and says so.
 from __future__ import annotations
 
 import base64
+import contextlib
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,15 +98,15 @@ def test_no_current_context_and_several_lists_them() -> None:
     with pytest.raises(KubeconfigError) as exc:
         kubeconfig.parse(dump(d))
     assert "current-context" in str(exc.value)
-    assert "kube-context" in str(exc.value)
-    assert "ci, admin" in str(exc.value)
+    assert "kube-context input to one of its 2 context(s)" in str(exc.value)
+    assert "admin" not in str(exc.value)  # names come from the document: never quoted
 
 
-def test_unknown_context_lists_them() -> None:
+def test_unknown_context_says_which_input() -> None:
     with pytest.raises(KubeconfigError) as exc:
         kubeconfig.parse(text("token.yaml"), context="prod")
-    assert "'prod'" in str(exc.value)
-    assert "ci, admin" in str(exc.value)
+    assert "the kube-context input names a context that is not in the kubeconfig" in str(exc.value)
+    assert "one of its 2 context(s)" in str(exc.value)
 
 
 def _broken(change: str) -> str:
@@ -133,13 +134,13 @@ def _broken(change: str) -> str:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ("no cluster", "names cluster 'lab', which is not defined"),
-        ("context without cluster", "names cluster None"),
-        ("no user", "names user 'ci-bot', which is not defined"),
-        ("no credentials", "user 'ci-bot' has no credentials"),
-        ("no server", "cluster 'lab' has no https:// server"),
-        ("server without scheme", "cluster 'lab' has no https:// server"),
-        ("kind", "kind 'Secret'"),
+        ("no cluster", "context #1 (the kubeconfig's current-context) names a cluster that is not in"),
+        ("context without cluster", "context #1 (the kubeconfig's current-context) names a cluster"),
+        ("no user", "context #1 (the kubeconfig's current-context) names a user that is not in"),
+        ("no credentials", "user #1 has no credentials"),
+        ("no server", "cluster #1 has no https:// server"),
+        ("server without scheme", "cluster #1 has no https:// server"),
+        ("kind", "the kubeconfig's kind is not Config"),
     ],
 )
 def test_incomplete_kubeconfigs(change: str, words: str) -> None:
@@ -229,8 +230,8 @@ def test_exec_env_and_auth_provider_secrets_are_masked(capsys: pytest.CaptureFix
     assert config.server == "https://ABCDEF.gr7.eu-west-1.eks.amazonaws.com"
     assert {AWS_SECRET, ID_TOKEN, REFRESH} <= runner._masked
     warned = capsys.readouterr().err
-    assert "exec plugin 'aws'" in warned
-    assert "FAKE" not in warned
+    assert "user #1 authenticates with an exec plugin" in warned
+    assert "FAKE" not in warned and "'aws'" not in warned
 
 
 def test_password_is_masked() -> None:
@@ -266,8 +267,8 @@ def test_relative_certificate_files_resolve_against_base_dir(tmp_path: Path) -> 
 def test_missing_certificate_file(tmp_path: Path) -> None:
     with pytest.raises(KubeconfigError) as exc:
         kubeconfig.parse(text("files.yaml"), base_dir=tmp_path)
-    assert "certificate-authority file" in str(exc.value)
-    assert str(tmp_path / "certs" / "ca.crt") in str(exc.value)
+    assert "cluster #1's certificate-authority names a file that does not exist" in str(exc.value)
+    assert str(tmp_path) not in str(exc.value)  # a path is a document value: never quoted
     assert "--flatten" in str(exc.value)
 
 
@@ -425,3 +426,120 @@ def test_merge_files_reports_yaml_by_position_only(tmp_path: Path) -> None:
     with pytest.raises(KubeconfigError, match="not valid YAML at line") as caught:
         kubeconfig.merge_files([str(bad)])
     assert_no_secret(caught.value)
+
+
+# ---- hostile documents: named by position, masked, refused without a traceback ----------------
+
+PASTED = "FAKE-TOKEN-pasted-in-the-wrong-field-0008"
+
+
+def _hostile(change: str) -> str:
+    d = doc("token.yaml")
+    if change == "token pasted into tokenFile":
+        d["users"][0]["user"] = {"tokenFile": PASTED}
+    elif change == "context's user is a mapping holding a token":
+        d["contexts"][0]["context"]["user"] = {"token": PASTED}
+    elif change == "token in a field we do not know":
+        d["users"][0]["user"] = {"token-of-the-future": PASTED}
+    elif change == "token as the current-context":
+        d["current-context"] = PASTED
+    elif change == "token as the cluster's server":
+        d["users"][0]["user"]["extra"] = [{"deep": PASTED}]
+        d["clusters"][0]["cluster"]["server"] = PASTED
+    elif change == "token as the exec command":
+        d["users"][0]["user"] = {"exec": {"command": PASTED, "args": [PASTED]}}
+    return dump(d)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ("token pasted into tokenFile", "user #1's tokenFile names a file that does not exist"),
+        (
+            "context's user is a mapping holding a token",
+            "context #1 (the kubeconfig's current-context) names a user",
+        ),
+        ("token in a field we do not know", "user #1 has no credentials"),
+        ("token as the current-context", "the kubeconfig's current-context names a context that is not in"),
+        ("token as the cluster's server", "cluster #1 has no https:// server address"),
+    ],
+)
+def test_document_values_are_named_by_position_never_quoted(change: str, words: str) -> None:
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(_hostile(change))
+    assert words in str(exc.value)
+    assert PASTED not in f"{exc.value}\n{exc.value!r}\n{exc.value.hint}"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "token pasted into tokenFile",
+        "context's user is a mapping holding a token",
+        "token in a field we do not know",
+        "token as the cluster's server",
+        "token as the exec command",
+    ],
+)
+def test_every_string_of_a_user_is_masked_before_any_check(change: str) -> None:
+    refused = change != "token as the exec command"
+    with pytest.raises(KubeconfigError) if refused else contextlib.nullcontext():
+        kubeconfig.parse(_hostile(change))
+    assert PASTED in runner._masked
+
+
+def test_the_exec_warning_names_no_value(capsys: pytest.CaptureFixture[str]) -> None:
+    kubeconfig.parse(_hostile("token as the exec command"))
+    warned = capsys.readouterr().err
+    assert "user #1 authenticates with an exec plugin" in warned
+    assert PASTED not in warned
+
+
+def _nested(levels: int) -> str:
+    return "users:\n- user:\n    x: " + "[" * levels + "]" * levels + "\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _nested(100),  # deeper than any kubeconfig
+        _nested(5000),  # deeper than Python's recursion limit: PyYAML's composer recurses
+        "a: " + "{b: " * 3000 + "c" + "}" * 3000,
+        base64.b64encode(_nested(5000).encode()).decode(),
+        "users:\n  - " + "- " * 1100 + "b\n",  # block style: PyYAML's composer recurses
+    ],
+    ids=["100 levels", "5000 levels", "5000 mappings", "5000 levels in base64", "1100 block sequences"],
+)
+def test_deeply_nested_documents_are_refused(text: str) -> None:
+    with pytest.raises(KubeconfigError, match="nests more than 32 levels"):
+        kubeconfig.parse(text)
+    assert kubeconfig.absolutize(text, Path("/")) == text
+
+
+def test_aliases_are_walked_once() -> None:
+    """A billion-laughs document: every level refers to the one below nine times."""
+    lines = ['a0: &a0 ["FAKE-laugh-kubebuildx"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 12)]
+    text = "\n".join(lines) + "\nusers:\n- name: u\n  user:\n    token: *a11\n"
+    with pytest.raises(KubeconfigError):
+        kubeconfig.parse(text)
+    assert "FAKE-laugh-kubebuildx" in runner._masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "users: 3\ncontexts: x\nclusters: {a: b}\ncurrent-context: ci\n",
+        "users: [1, [2], null]\ncontexts: [[], {context: 3}, {name: ci, context: []}]\ncurrent-context: ci\n",
+        "current-context: [1]\n",
+        "kind: [Config]\n",
+        "? [a, b]\n: c\n",
+        "!!python/object:os.system {}\n",
+        "contexts: [{name: ci, context: {cluster: lab, user: u, namespace: [x]}}]\ncurrent-context: ci\n"
+        "clusters: [{name: lab, cluster: {server: 'https://x', certificate-authority: 5}}]\n"
+        "users: [{name: u, user: {token: FAKE-TOKEN-x}}]\n",
+    ],
+)
+def test_malformed_documents_end_in_a_kubeconfig_error(text: str) -> None:
+    with pytest.raises(KubeconfigError):
+        kubeconfig.parse(text)

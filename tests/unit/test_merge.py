@@ -252,3 +252,41 @@ def test_registry_builder_carries_the_buildkit_config_for_imagetools() -> None:
     assert doc["Nodes"][0]["Files"] == {
         "buildkitd.toml": "W3JlZ2lzdHJ5LiIxMC4wLjAuNTo1MDAwIl0KICBodHRwID0gdHJ1ZQo="
     }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["[]", "3", '"manifest"', "null", "[" * 100_000 + "]" * 100_000, '{"mediaType": 3, "config": []}'],
+    ids=["a list", "a number", "a string", "null", "deep", "fields of the wrong type"],
+)
+def test_a_manifest_that_is_not_a_json_object_is_a_registry_error(raw: str) -> None:
+    with pytest.raises(RegistryError):
+        merge.parse_manifest(raw)
+
+
+def test_index_entries_of_the_wrong_type_are_skipped() -> None:
+    raw = json.dumps(
+        {"mediaType": merge.OCI_INDEX, "manifests": [3, None, {"platform": "x", "annotations": []}]}
+    )
+    assert merge.parse_manifest(raw).entries == (merge.Descriptor("", "", None, False),)
+    assert merge.config_platform("[]") is None and merge.config_platform("[" * 100_000) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"containerimage.digest": "sha256:x"}', {"containerimage.digest": "sha256:x"}),
+        (b"", {}),
+        (b"[1]", {}),
+        (b"\xff\xfe", {}),
+        (b"[" * 100_000, {}),
+    ],
+    ids=["object", "empty", "a list", "not UTF-8", "deep"],
+)
+def test_merge_metadata_that_is_not_a_json_object_is_empty(
+    content: bytes, expected: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "merge-metadata.json"
+    path.write_bytes(content)
+    assert merge.read_metadata(path) == expected
+    assert merge.read_metadata(tmp_path / "absent.json") == {}

@@ -48,7 +48,11 @@ class FakeCluster:
     pending_reason: str = ""  # the arm64 pod's PodScheduled=False message
     build_fails: bool = False
     rm_fails: bool = False
+    delete_status: int = 200  # what the API answers a DELETE of a Deployment
+    on_build: Callable[[], None] | None = None  # e.g. a SIGTERM arriving mid-build
+    on_rm: Callable[[], None] | None = None
     commands: list[list[str]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
     # ---- kube -------------------------------------------------------------------------------
     def request(
@@ -74,6 +78,12 @@ class FakeCluster:
             return 200, {"items": [self.pod(app)]}
         if path.endswith("/events"):
             return 200, {"items": []}
+        if method == "DELETE":
+            if "/configmaps/" in path:
+                return 404, {}
+            if self.delete_status in (200, 404):
+                self.deleted.append(path)
+            return self.delete_status, {}
         raise AssertionError(f"unexpected API call {method} {path}")
 
     def pod(self, app: str) -> dict[str, Any]:
@@ -121,6 +131,8 @@ class FakeCluster:
                     text += "Status:   running\n\n"
             return cmd.Result(tuple(argv), 1 if self.boot_error else 0, text, "", 0.1)
         if "rm" in argv:
+            if self.on_rm:
+                self.on_rm()
             if self.rm_fails:
                 raise ToolError(f"buildx rm {argv[-1]} failed (exit 1):\nERROR: the API is gone")
             return cmd.Result(tuple(argv), 0, "", "", 0.1)
@@ -138,6 +150,8 @@ class FakeCluster:
         argv = [str(a) for a in argv]
         self.commands.append(argv)
         assert "build" in argv
+        if self.on_build:
+            self.on_build()
         fixture = "failure" if self.build_fails else "multi-platform"
         for line in (FIXTURES / "progress" / f"{fixture}.jsonl").read_text().splitlines():
             on_stderr(line)
@@ -195,6 +209,34 @@ def job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Job]:
         (tmp_path / f"github_{name}").touch()
         monkeypatch.setenv(f"GITHUB_{name.upper()}", str(tmp_path / f"github_{name}"))
     yield Job(tmp_path, cluster)
+
+
+DEPLOYMENTS = "/apis/apps/v1/namespaces/builds/deployments"
+KUBECONFIG_TEXT = (FIXTURES / "kubeconfig" / "token.yaml").read_text()
+
+
+def post_env(job: Job, **state: str) -> dict[str, str]:
+    """The post step's environment after a main step that saved its builder and then was
+    killed: the same inputs, the saved state, no ``done``."""
+    saved = {
+        "builder": BUILDER,
+        "store": str(job.tmp / "buildx"),
+        "cleanup": "true",
+        "namespace": "builds",
+        "nodes": f"{BUILDER}-linux-amd64,{BUILDER}-linux-arm64",
+        "persistent": "false",
+        **state,
+    }
+    return {
+        "INPUT_KUBECONFIG": KUBECONFIG_TEXT,
+        "KUBEBUILDX_TEMP": str(job.tmp / "temp"),
+        "GITHUB_STEP_SUMMARY": str(job.summary_file),
+        **{f"STATE_{k}": v for k, v in saved.items()},
+    }
+
+
+def every_file_under(folder: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def build_argv(*extra: str) -> list[str]:
@@ -272,13 +314,33 @@ def test_a_build_writes_its_outputs_summary_and_post_state(job: Job) -> None:
     assert outputs["platforms"] == "linux/amd64,linux/arm64"
     assert {n["platform"]: n["kubernetes-node"] for n in json.loads(outputs["nodes"])} == NODES
     out = Path(outputs["output-dir"])
-    assert out == job.tmp / "temp" / "kubebuildx" / BUILDER / "out" and out.is_dir()
+    assert out.parent.parent.parent == job.tmp / "temp" and out.is_dir()
+    assert out.parent.parent.name.startswith("kubebuildx-out-") and out.parts[-2:] == (BUILDER, "out")
+    assert oct(out.parent.parent.stat().st_mode & 0o777) == "0o755", "later steps (any uid) read it"
     assert ":white_check_mark: built `linux/amd64`, `linux/arm64` natively" in job.summary_file.read_text()
     # the post step's state: every key saved is one the post step reads
     state = file_commands(job.state_file)
-    assert set(state) == {"workdir", "builder", "store", "cleanup"}
+    assert set(state) == {
+        "workdir",
+        "builder",
+        "store",
+        "cleanup",
+        "namespace",
+        "nodes",
+        "persistent",
+        "done",
+    }
     loaded = cleanup.PostState.load({f"STATE_{k}": v for k, v in state.items()})
-    assert loaded == cleanup.PostState(state["workdir"], BUILDER, str(job.tmp / "buildx"), True)
+    assert loaded == cleanup.PostState(
+        state["workdir"],
+        BUILDER,
+        str(job.tmp / "buildx"),
+        True,
+        "builds",
+        (f"{BUILDER}-linux-amd64", f"{BUILDER}-linux-arm64"),
+        False,
+        done=True,
+    )
     assert not Path(state["workdir"]).exists(), "the CLI cleans up at once: the kubeconfig is gone"
 
 
@@ -320,7 +382,7 @@ def test_an_upload_failure_comes_after_the_summary(
         "Outputs and summary",
         "Cleanup",
     ]
-    assert uploads == [job.tmp / "temp" / "kubebuildx" / BUILDER / "out"]
+    assert uploads == [Path(file_commands(job.output_file)["output-dir"])]
     assert file_commands(job.output_file)["builder"] == BUILDER
     summary = job.summary_file.read_text()
     assert summary.index(":white_check_mark: built") < summary.index("### :x: Artifact upload failed")
@@ -382,7 +444,7 @@ def test_a_missing_namespace_fails_preflight_with_exit_4(
     assert groups(out) == ["Connecting to the cluster", "Preflight", "Cleanup"]
     assert err.startswith("error: namespace 'builds' does not exist")
     assert job.cluster.commands == []
-    assert list((job.tmp / "temp" / "kubebuildx").iterdir()) == [], "the kubeconfig copy is deleted"
+    assert list((job.tmp / "temp").iterdir()) == [], "the kubeconfig copy is deleted"
 
 
 def test_instance_points_at_a_kept_kubeconfig_copy(job: Job, capsys: pytest.CaptureFixture[str]) -> None:
@@ -402,27 +464,61 @@ def test_instance_points_at_a_kept_kubeconfig_copy(job: Job, capsys: pytest.Capt
 def test_the_post_step_cleans_up_what_the_main_step_saved(
     job: Job, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    workdir = job.tmp / "temp" / "kubebuildx" / "run-1"
+    workdir = job.tmp / "temp" / "kubebuildx-run-1"
     workdir.mkdir(parents=True)
     (workdir / "kubeconfig").write_text("secret")
-    saved = {"workdir": str(workdir), "builder": BUILDER, "store": str(job.tmp / "buildx"), "cleanup": "true"}
-    assert action.post({f"STATE_{k}": v for k, v in saved.items()}) == 0
-    assert job.cluster.removed()
+    env = {**post_env(job), "STATE_workdir": str(workdir)}
+    assert action.post(env) == 0
+    assert job.cluster.deleted == [
+        f"{DEPLOYMENTS}/{BUILDER}-linux-amd64",
+        f"{DEPLOYMENTS}/{BUILDER}-linux-arm64",
+    ]
     assert not workdir.exists()
+    assert list((job.tmp / "temp").iterdir()) == [], "the rebuilt kubeconfig is deleted too"
     assert groups(capsys.readouterr().out) == ["Cleanup"]
 
 
-@pytest.mark.parametrize("docker_host", ["", "tcp://docker:2376"])
-def test_the_builder_is_current_for_the_jobs_docker_host(
-    job: Job, monkeypatch: pytest.MonkeyPatch, docker_host: str
+# ---- issue 10, 9: the user's current builder is the user's ------------------------------------
+
+CURRENT = {
+    "none": None,
+    "another builder": '{"Key":"unix:///var/run/docker.sock","Name":"mine","Global":true}',
+    "our builder's name": '{"Key":"tcp://docker:2376","Name":"' + BUILDER + '","Global":false}',
+    "reset by buildx": '{"Key":"unix:///var/run/docker.sock","Name":"","Global":false}',
+    "not JSON": "garbage\n",
+}
+INSTANCE = ["instance", "--kubeconfig", str(FIXTURES / "kubeconfig" / "token.yaml"), "--builder", BUILDER]
+
+
+@pytest.mark.parametrize("before", CURRENT)
+@pytest.mark.parametrize(
+    ("argv", "rm_fails"),
+    [
+        (build_argv(), False),
+        (build_argv(), True),
+        (build_argv("--cleanup", "false"), False),
+        (INSTANCE, False),
+    ],
+    ids=["build", "build, rm fails", "build, warm", "instance"],
+)
+def test_the_cli_never_changes_the_users_current_builder(
+    job: Job, before: str, argv: list[str], rm_fails: bool
 ) -> None:
-    """buildx keys ``current`` by $DOCKER_HOST: the job's, handed down from the entry point."""
-    if docker_host:
-        monkeypatch.setenv("DOCKER_HOST", docker_host)
-    argv = ["instance", "--kubeconfig", str(FIXTURES / "kubeconfig" / "token.yaml"), "--builder", BUILDER]
+    """The reproduction: the CLI made its builder current and left current naming it once it
+    was removed; on a shared HOME another job's plain ``docker buildx build`` went to it."""
+    store = job.tmp / "buildx"
+    store.mkdir()
+    if CURRENT[before] is not None:
+        (store / "current").write_text(CURRENT[before])
+    job.cluster.rm_fails = rm_fails
     assert cli.main(argv) == 0
-    current = json.loads((job.tmp / "buildx" / "current").read_text())
-    assert current == {"Key": docker_host or "unix:///var/run/docker.sock", "Name": BUILDER, "Global": True}
+    if CURRENT[before] is None:
+        assert not (store / "current").exists()
+    else:
+        assert (store / "current").read_text() == CURRENT[before]
+    assert all(
+        "--builder" in c or c[-2:] == ["--force", BUILDER] or "inspect" in c for c in job.cluster.commands
+    )
 
 
 def test_the_trace_marks_each_stage_in_order(job: Job, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -442,3 +538,236 @@ def test_the_trace_marks_each_stage_in_order(job: Job, monkeypatch: pytest.Monke
         "build-end",
     ]
     assert sorted(marks, key=marks.__getitem__) == order
+
+
+# ---- issue 10, 3: a private run root ---------------------------------------------------------
+
+
+def test_a_shared_tmp_kubebuildx_made_by_another_user_is_not_used(
+    job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reproduction: another user pre-creates /tmp/kubebuildx, 0777, with a symlink
+    named after the next builder. Nothing of the run goes through it."""
+    import os
+    import tempfile
+
+    shared = job.tmp / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    trap = shared / "kubebuildx"
+    trap.mkdir()
+    trap.chmod(0o777)
+    victim = job.tmp / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("the attacker's choice of folder")
+    (trap / BUILDER).symlink_to(victim)
+    if os.geteuid() == 0:  # another user's, as in the attack (CI's fast job is not root)
+        os.chown(trap, 4242, 4242)
+        os.lchown(trap / BUILDER, 4242, 4242)
+    monkeypatch.delenv("KUBEBUILDX_TEMP")
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+
+    assert cli.main(build_argv()) == 0
+    assert sorted(p.name for p in victim.iterdir()) == ["keep"], "nothing written through the link"
+    assert sorted(p.name for p in trap.iterdir()) == [BUILDER], "nothing made in their folder"
+    out = Path(file_commands(job.output_file)["output-dir"])
+    assert out.is_dir() and out.parent.parent.parent == shared
+    assert out.parent.parent.name.startswith("kubebuildx-out-")
+    workdir = Path(file_commands(job.state_file)["workdir"])
+    assert workdir.parent == shared and workdir.name.startswith("kubebuildx-run-")
+
+
+def test_a_temp_folder_others_can_change_fails_before_anything_runs(
+    job: Job, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (job.tmp / "temp").chmod(0o777)
+    assert cli.main(build_argv()) == 2
+    err = capsys.readouterr().err
+    assert "the temporary folder KUBEBUILDX_TEMP is not safe for secrets" in err
+    assert "is writable by others (mode 777)" in err
+    assert job.cluster.commands == [] and list((job.tmp / "temp").iterdir()) == []
+
+
+# ---- issue 10, 4: secrets gone as soon as nothing needs them ----------------------------------
+
+
+def action_inputs(**inputs: str) -> dict[str, str]:
+    given = {
+        "kubeconfig": KUBECONFIG_TEXT,
+        "builder": BUILDER,
+        "platforms": "linux/amd64,linux/arm64",
+        "context": str(CONTEXT),
+        **inputs,
+    }
+    return {f"INPUT_{name.upper()}": value for name, value in given.items()}
+
+
+def run_action(monkeypatch: pytest.MonkeyPatch, inputs: dict[str, str]) -> int:
+    """``kubebuildx action`` as the runner starts it: INPUT_* in the environment."""
+    for key, value in inputs.items():
+        monkeypatch.setenv(key, value)
+    return cli.main(["action"])
+
+
+def run_post(job: Job, monkeypatch: pytest.MonkeyPatch, inputs: dict[str, str]) -> int:
+    """``kubebuildx action --post``, a process of its own: the same inputs again, and the
+    state the main step saved (the main step withheld INPUT_* from this process's environ)."""
+    for key, value in inputs.items():
+        monkeypatch.setenv(key, value)
+    for name, value in file_commands(job.state_file).items():
+        monkeypatch.setenv(f"STATE_{name}", value)
+    return cli.main(["action", "--post"])
+
+
+def sigterm() -> None:
+    """What cli's handler does when the runner's SIGTERM arrives in the main thread."""
+    cli._terminate(15, None)
+
+
+@pytest.fixture
+def cancel_reset() -> Iterator[None]:
+    from kubebuildx import cancel
+
+    yield
+    cancel.reset()
+
+
+@pytest.mark.parametrize(
+    ("case", "inputs", "on_build", "on_rm", "code", "removed_by"),
+    [
+        ("success", {}, None, None, 0, "main"),
+        ("failed build", {}, "fail", None, 6, "main"),
+        ("SIGTERM mid-build", {}, "sigterm", None, 130, "main"),
+        ("SIGTERM mid-build, again in buildx rm", {}, "sigterm", "sigterm", 130, "main"),
+        ("SIGTERM in buildx rm", {}, None, "sigterm", 130, "post"),
+        ("buildx rm fails", {}, None, "fail", 0, "post"),
+        ("warm builder", {"cleanup": "false"}, None, None, 0, "nobody"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and " " in v else None,
+)
+def test_secrets_are_gone_when_the_main_step_ends(
+    job: Job,
+    monkeypatch: pytest.MonkeyPatch,
+    cancel_reset: None,
+    case: str,
+    inputs: dict[str, str],
+    on_build: str | None,
+    on_rm: str | None,
+    code: int,
+    removed_by: str,
+) -> None:
+    """The reproduction: after a failed or cancelled main step the kubeconfig and the
+    registry config stayed in RUNNER_TEMP until the post step, readable by every later
+    container action; a SIGTERM during buildx rm left the kubeconfig behind."""
+    config = job.tmp / "config.json"
+    config.write_text('{"auths": {"ghcr.io": {"auth": "RkFLRS1SRUdJU1RSWTpGQUtFLVBBU1NXT1JE"}}}')
+    job.cluster.build_fails = on_build == "fail"
+    job.cluster.on_build = sigterm if on_build == "sigterm" else None
+    job.cluster.on_rm = sigterm if on_rm == "sigterm" else None
+    job.cluster.rm_fails = on_rm == "fail"
+    given = {**action_inputs(**inputs), "INPUT_DOCKER-CONFIG": config.read_text()}
+
+    assert run_action(monkeypatch, given) == code
+    # the main step has ended: no secret file is left under the temp root, nor in buildx's store
+    left = {**every_file_under(job.tmp / "temp"), **every_file_under(job.tmp / "buildx")}
+    assert not [
+        p for p, data in left.items() if TOKEN.encode() in data or b"RkFLRS1SRUdJU1RSWTpGQUtF" in data
+    ]
+    assert not [p for p in left if p.endswith(("kubeconfig", "config.json"))]
+    assert job.cluster.removed() == (removed_by != "nobody")
+    state = cleanup.PostState.load({f"STATE_{k}": v for k, v in file_commands(job.state_file).items()})
+    assert state.done == (removed_by != "post")
+
+    commands = len(job.cluster.commands)
+    assert run_post(job, monkeypatch, given) == 0
+    assert len(job.cluster.commands) == commands, "the post step runs no buildx"
+    if removed_by == "post":
+        assert job.cluster.deleted == [
+            f"{DEPLOYMENTS}/{BUILDER}-linux-amd64",
+            f"{DEPLOYMENTS}/{BUILDER}-linux-arm64",
+        ]
+        assert (
+            "the post step deleted its deployments through the Kubernetes API" in job.summary_file.read_text()
+        )
+    else:
+        assert job.cluster.deleted == []
+    assert not (job.tmp / "buildx" / "instances" / BUILDER).exists()
+    assert [p.name.split("-")[1] for p in (job.tmp / "temp").iterdir()] == ["out"], "only the build's output"
+
+
+# ---- issue 10, 10: a post step that cannot remove the builder says so, and fails ----------------
+
+
+def _unreachable(*args: Any, **kwargs: Any) -> tuple[int, Any]:
+    from kubebuildx.errors import ClusterError
+
+    raise ClusterError("the API server at https://10.0.0.1:6443 is unreachable (ConnectTimeoutError)")
+
+
+@pytest.mark.parametrize(
+    ("case", "env", "status", "code", "words"),
+    [
+        (
+            "removed through the API",
+            {},
+            200,
+            0,
+            "the post step deleted its deployments through the Kubernetes API",
+        ),
+        ("already gone", {}, 404, 0, "the post step deleted its deployments through the Kubernetes API"),
+        (
+            "the kubeconfig is gone",
+            {"INPUT_KUBECONFIG": ""},
+            200,
+            10,
+            "could not remove builder kbx-unit: no kubeconfig was given and this is not a Kubernetes pod",
+        ),
+        ("the API refuses", {}, 403, 10, "the API did not delete deployment kbx-unit-linux-amd64 (HTTP 403)"),
+        ("the API is unreachable", {}, 0, 10, "is unreachable (ConnectTimeoutError)"),
+        ("the main step finished", {"STATE_done": "true"}, 200, 0, ""),
+        ("warm", {"STATE_cleanup": "false"}, 200, 0, ""),
+    ],
+    ids=lambda v: v if isinstance(v, str) and " " in v else None,
+)
+def test_the_post_step_removes_what_is_left_or_says_so_and_fails(
+    job: Job,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    env: dict[str, str],
+    status: int,
+    code: int,
+    words: str,
+) -> None:
+    """The reproduction: with the kubeconfig gone, the post step exited 0 with a warning
+    while the builder's privileged Deployments kept running."""
+    job.cluster.delete_status = status
+    if status == 0:
+        monkeypatch.setattr(kube, "request", _unreachable)
+    for key in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    buildx_store.write(cleanup_spec(), "/gone/kubeconfig", job.tmp / "buildx")
+    for key, value in {**post_env(job), **env}.items():
+        monkeypatch.setenv(key, value)
+
+    assert cli.main(["action", "--post"]) == code
+    summary = job.summary_file.read_text()
+    err = capsys.readouterr().err
+    if code:
+        assert words in err and words in summary
+        assert "### :x: Cleanup failed" in summary
+        assert f"kubectl -n builds delete deployment {BUILDER}-linux-amd64 {BUILDER}-linux-arm64" in summary
+        assert (job.tmp / "buildx" / "instances" / BUILDER).exists(), "kept: a retry can still find it"
+    else:
+        assert words in summary
+        assert job.cluster.commands == []
+    assert TOKEN not in err + summary
+    assert list((job.tmp / "temp").iterdir()) == [], "the rebuilt kubeconfig is deleted, success or not"
+
+
+def cleanup_spec() -> Any:
+    from kubebuildx import builder, inputs, platforms, preflight
+
+    plan = preflight.Plan((platforms.parse("linux/amd64"), platforms.parse("linux/arm64")), ())
+    raw = {"builder": BUILDER, "platforms": "linux/amd64,linux/arm64"}
+    return builder.spec_for(inputs.parse_inputs(raw), {}, "builds", plan)

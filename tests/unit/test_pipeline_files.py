@@ -19,15 +19,17 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_the_run_folder_is_private_and_its_parent_open(
+def test_the_run_folder_is_private_and_the_output_folder_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Two fresh folders side by side: a later step (uid 1001 on hosted runners) reads the
+    output folder; the run's folder, with the kubeconfig and secrets, stays 0700."""
     monkeypatch.delenv("GITHUB_STATE", raising=False)
-    (tmp_path / "kubebuildx").mkdir(mode=0o700)  # as an earlier version left it
-    run = pipeline.start(Inputs(), {"RUNNER_TEMP": str(tmp_path), "HOME": str(tmp_path)})
-    assert run.workdir.parent == tmp_path / "kubebuildx"
-    assert mode(run.workdir.parent) == 0o755
+    run = pipeline.start(Inputs(), {"RUNNER_TEMP": str(tmp_path), "HOME": str(tmp_path)}, outputs=True)
+    assert run.workdir.parent == tmp_path and run.workdir.name.startswith("kubebuildx-run-")
     assert mode(run.workdir) == 0o700
+    assert run.public_dir is not None and run.public_dir.parent == tmp_path
+    assert mode(run.public_dir) == 0o755
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files away")

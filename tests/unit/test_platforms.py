@@ -6,6 +6,7 @@ import pytest
 
 from kubebuildx import platforms as plat
 from kubebuildx.errors import InputError
+from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
 
 
@@ -127,3 +128,33 @@ def test_parse_list_names_the_bad_item() -> None:
 def test_same_cpu(a: str, b: str, same: bool) -> None:
     assert plat.parse(a).same_cpu(plat.parse(b)) is same
     assert plat.parse(b).same_cpu(plat.parse(a)) is same
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("linux/amd64/..", "has a part, '..', that cannot name the builder's Deployment"),
+        ("linux/riscv64/-", "has a part, '-', that cannot name the builder's Deployment"),
+        ("linux/arm64/v8.2", "has a part, 'v8.2'"),
+        ("linux/mips_64", "has a part, 'mips_64'"),
+        ("lin.ux/amd64", "is not of the form os/arch[/variant]"),  # containerd: no dot in the OS
+        ("linux/amd64/v1/x", "is not of the form"),
+        ("linux/amd64\n::error::x", "is not of the form"),
+        ("windows(10.0.17763)/amd64", "is not of the form"),
+        ("linux/*", "is not of the form"),
+    ],
+)
+def test_parts_that_containerd_takes_but_cannot_name_a_deployment_are_refused(text: str, words: str) -> None:
+    with pytest.raises(InputError) as exc:
+        plat.parse(text)
+    assert str(exc.value).startswith("platforms: platform ")
+    assert words in str(exc.value)
+    assert exc.value.hint == "write platforms like linux/amd64, linux/arm64 or linux/arm/v7"
+    assert len(str(exc.value).splitlines()) == 2  # the message and its fix
+
+
+def test_the_message_names_the_input_it_came_from() -> None:
+    with pytest.raises(InputError, match=r"^driver-opts: platform 'linux/mips_64' has a part"):
+        parse_inputs({"driver-opts": "linux/mips_64:replicas=2"})
+    with pytest.raises(InputError, match=r"^platforms: platform 'linux/riscv64/-'"):
+        parse_inputs({"platforms": "linux/amd64,linux/riscv64/-"})

@@ -466,3 +466,45 @@ def test_emulation_warnings_name_the_platform_and_the_host() -> None:
 def test_plan_lists_native_platforms_first() -> None:
     plan = preflight.Plan((ARMV7,), {RISCV: AMD64})
     assert plan.platforms == (ARMV7, RISCV)
+
+
+# ---- what the API sends may be empty or odd: never a crash ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "nodes_body",
+    [{"items": None}, {"items": []}, {}, None, [], {"items": [None, 3, {"metadata": None}]}],
+    ids=["items null", "items empty", "no items", "null", "a list", "odd items"],
+)
+def test_read_cluster_takes_an_empty_or_odd_node_list(
+    nodes_body: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def request(
+        api: object, method: str, path: str, server: str, what: str, body: object = None
+    ) -> tuple[int, object]:
+        if path == "/version":
+            return 200, ["not", "an", "object"]
+        if path.endswith("selfsubjectaccessreviews"):
+            return 201, {"status": {"allowed": True}} if "nodes" in str(body) else {"status": None}
+        if path == "/api/v1/nodes":
+            return 200, nodes_body
+        return 200, {}
+
+    monkeypatch.setattr(preflight.kube, "request", request)
+    state = preflight.read_cluster(None, "https://10.0.0.1:6443", "buildkit")
+    assert state.version == "?"
+    assert all(n.platform is None for n in state.nodes)
+    assert preflight.serveable(state.nodes) == ()
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"metadata": None, "spec": None, "status": None},
+        {"metadata": {"labels": None, "name": 3}, "spec": {"taints": None}, "status": {"conditions": None}},
+        {"metadata": {"labels": {preflight.ARCH_LABEL: "../.."}}, "spec": {"taints": [None, {"key": None}]}},
+    ],
+)
+def test_node_info_of_odd_nodes(node: dict[str, object]) -> None:
+    info = preflight.node_info(node)
+    assert info.platform is None and not info.ready

@@ -248,3 +248,76 @@ def test_timings_of_a_step_run_twice_on_one_platform_add_up() -> None:
     t = progress.timings(vs)
     assert t.steps[0].seconds == {"linux/amd64": 3.0}
     assert t.totals == {"linux/amd64": 4.0}
+
+
+# ---- hostile streams: one log line per name, no crash on malformed statuses --------------------
+
+FORGED = "\n::error::forged"
+
+
+def _status(**fields: object) -> str:
+    return json.dumps(fields)
+
+
+@pytest.mark.parametrize(
+    ("line", "printed"),
+    [
+        (  # a target, a tag or a base image ENV that lands in a RUN's name
+            _status(
+                vertexes=[{"digest": "d", "name": f"RUN echo{FORGED}", "started": "2026-11-29T04:41:00Z"}]
+            ),
+            ["#1 RUN echo\\n::error::forged"],
+        ),
+        (
+            _status(
+                vertexes=[
+                    {
+                        "digest": "d",
+                        "name": "x",
+                        "started": "2026-11-29T04:41:00Z",
+                        "completed": "2026-11-29T04:41:01Z",
+                        "error": f"failed\u2028::warning::w{FORGED}",
+                    }
+                ]
+            ),
+            ["#1 x", "#1 ERROR: failed\\u2028::warning::w\\n::error::forged"],
+        ),
+        (
+            _status(warnings=[{"short": base64.b64encode(f"deprecated{FORGED}".encode()).decode()}]),
+            ["WARNING: deprecated\\n::error::forged"],
+        ),
+        (_status(warnings=[{"short": "not base64!"}]), ["WARNING: (a warning buildx could not encode)"]),
+        (_status(warnings=[{"short": 5}, "x", None]), ["WARNING: (a warning buildx could not encode)"]),
+        (_status(logs=[{"vertex": 1, "data": "%%%"}]), []),
+        (_status(vertexes="x", logs={"a": 1}, warnings=3), []),
+        (_status(vertexes=[{"digest": ["x"], "name": 3, "inputs": "abc", "started": 7}]), []),
+        ("not json \u2028::error::x", ["not json \\u2028::error::x"]),
+        ("[" * 100_000 + "]" * 100_000, ["[" * 100_000 + "]" * 100_000]),  # RecursionError in json
+    ],
+    ids=[
+        "vertex name",
+        "vertex error",
+        "warning",
+        "warning not base64",
+        "warning not a string",
+        "log not base64",
+        "fields of the wrong type",
+        "vertex fields of the wrong type",
+        "non-JSON line",
+        "deeply nested JSON",
+    ],
+)
+def test_hostile_statuses_print_one_line_each_and_never_raise(line: str, printed: list[str]) -> None:
+    out = Progress().feed(line)
+    assert out == printed
+    assert all(len(text.splitlines()) == 1 for text in out)
+
+
+def test_a_deep_graph_does_not_recurse() -> None:
+    """Step depths are computed without recursion: 5,000 steps in a chain."""
+    vertexes = [
+        Vertex(f"d{i}", f"[linux/amd64 s {i}] RUN", 0.0, 1.0, inputs=(f"d{i - 1}",)) for i in range(5000)
+    ]
+    vertexes.append(Vertex("loop", "[linux/amd64 loop] RUN", 0.0, 1.0, inputs=("loop", "d4999")))
+    t = progress.timings(vertexes)
+    assert t.steps[0].label.startswith("[s 0]") and t.steps[-1].label.startswith("[loop]")

@@ -241,3 +241,75 @@ def test_from_job_names_the_variable_in_its_errors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(InputError, match=r"^\$DOCKER_CONFIG/config.json is not JSON \(line 1"):
         registry.from_job(tmp_path)
+
+
+# ---- credentials never go out in cleartext -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST:5000", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10:5000", True),
+        ("[::1]:5000", True),
+        ("::1", True),
+        ("127.attacker.example", False),  # a name: its DNS may point anywhere
+        ("127.attacker.example:5000", False),
+        ("127.0.0.1.nip.io", False),
+        ("localhost.attacker.example", False),
+        ("[::ffff:10.0.0.1]:5000", False),
+        ("10.0.0.1:5000", False),
+        ("ghcr.io", False),
+        ("", False),
+    ],
+)
+def test_loopback_is_an_address_not_a_prefix(host: str, loopback: bool) -> None:
+    assert registry.is_loopback(host) is loopback
+    assert registry.api_base(host).startswith("http://" if loopback else "https://")
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://auth.example.com/token", True),
+        ("http://auth.example.com/token", False),
+        ("http://127.attacker.example/token", False),
+        ("http://127.0.0.1:5000/token", True),
+        ("http://user@127.0.0.1/token", True),
+        ("ftp://auth.example.com/token", False),
+        ("/token", False),
+        ("https://", False),
+    ],
+)
+def test_credentials_go_to_https_or_loopback_only(url: str, allowed: bool) -> None:
+    assert registry.may_send_credentials(url) is allowed
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    ['Bearer realm="http://auth.attacker.example/token"', 'Bearer realm="//auth.example.com/token"'],
+)
+def test_a_token_service_that_is_not_https_never_gets_the_password(challenge: str) -> None:
+    creds = Credentials("reg.example.com", "user", fake_password())
+    fake = FakeRegistry(challenge, ("user", creds.password))
+    assert "credentials not sent" in registry.check_login(creds, fake)
+    assert not any(with_auth for _, with_auth in fake.asked)
+
+
+def test_a_name_like_a_loopback_address_gets_https_and_its_basic_challenge_the_password_over_it() -> None:
+    creds = Credentials("127.attacker.example:5000", "user", fake_password())
+    fake = FakeRegistry('Basic realm="r"', ("user", creds.password))
+    registry.check_login(creds, fake)
+    assert all(url.startswith("https://127.attacker.example:5000/") for url, _ in fake.asked)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000 + "]" * 100_000, '{"auths": ' * 50_000 + "{}" + "}" * 50_000, "[]", "3", '"x"', "null"],
+    ids=["deep list", "deep auths", "a list", "a number", "a string", "null"],
+)
+def test_docker_config_that_is_not_a_config_is_an_input_error(text: str) -> None:
+    with pytest.raises(InputError):
+        registry.parse_docker_config(text)

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
-from kubebuildx import runner
+from kubebuildx import cancel, runner
 from kubebuildx.artifacts import retry
 from kubebuildx.artifacts.retry import Backoff, BlockFailure, block_should_retry
 from kubebuildx.artifacts.service import USER_AGENT, redact_url
@@ -85,7 +85,7 @@ class BlockUploader:
         block_size: int | None = None,
         concurrency: int | None = None,
         backoff: Backoff | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancel.sleep,
         content_type: str = "application/zip",
     ) -> None:
         self._url = url
@@ -172,11 +172,15 @@ class BlockUploader:
         return self._size, self._hash.hexdigest()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop: after a failure or a cancel, blocks not yet sent are dropped and the ones in
+        flight are not waited for (each stops retrying on the cancel flag); an abandoned
+        upload is never committed, so nothing half-written is finalized."""
+        done = self._failure is None and not cancel.requested()
+        self._pool.shutdown(wait=done, cancel_futures=True)
         self._session.close()
 
     def _put_block(self, index: int, bid: str, block: bytes) -> None:
-        if self._failure is not None:
+        if self._failure is not None or cancel.requested():
             return
         self._send(
             f"block {index}",
@@ -190,6 +194,7 @@ class BlockUploader:
         url = with_query(self._url, query)
         problem = ""
         for attempt in range(self._backoff.attempts):
+            cancel.check()
             try:
                 # A fresh request id per attempt, as the SDK sends: it is what Azure support asks for.
                 request_headers = {**headers, "x-ms-client-request-id": str(uuid.uuid4())}

@@ -34,6 +34,16 @@ INVALID_NAME_CHARACTERS: dict[str, str] = {
 }
 
 
+def _not_utf8(text: str) -> bool:
+    """A name Python decoded from bytes that are not UTF-8 (as surrogate escapes): the zip's
+    UTF-8 name field and the service's JSON cannot carry it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def validate_artifact_name(name: str) -> None:
     """Raise InputError naming the offending character, as the official client does."""
     if not name:
@@ -41,6 +51,8 @@ def validate_artifact_name(name: str) -> None:
             "The artifact name is empty.",
             hint="set artifact-name (or --name) to a non-empty value",
         )
+    if _not_utf8(name):
+        raise InputError(f"The artifact name {name!a} is not UTF-8 text.", hint="choose a UTF-8 name")
     for char, label in INVALID_NAME_CHARACTERS.items():
         if char in name:
             allowed = ", ".join(INVALID_NAME_CHARACTERS.values())
@@ -53,7 +65,20 @@ def validate_artifact_name(name: str) -> None:
 
 
 def validate_file_path(path: str) -> None:
-    """A path inside the artifact: the same table without the separators."""
+    """A path inside the artifact: the same table without the separators; and what a zip
+    cannot store safely: a name that is not UTF-8, or one with a backslash, which extractors
+    on Windows read as a folder separator (``..\\..\\x`` would land outside the target)."""
+    if _not_utf8(path):
+        raise InputError(
+            f"The path of a file to upload is not UTF-8: {path!a}. A zip stores names as UTF-8.",
+            hint="rename the file, or leave it out of the uploaded folder",
+        )
+    if "\\" in path:
+        raise InputError(
+            f"The path of a file to upload is not valid: {path!r} contains Backslash \\, which zip "
+            "extractors on Windows read as a folder separator.",
+            hint="rename the file, or leave it out of the uploaded folder",
+        )
     for char, label in INVALID_PATH_CHARACTERS.items():
         if char in path:
             raise InputError(

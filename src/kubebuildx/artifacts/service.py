@@ -16,7 +16,6 @@ import base64
 import binascii
 import json
 import random
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import requests
 
-from kubebuildx import __version__, runner
+from kubebuildx import __version__, cancel, runner
 from kubebuildx.artifacts import retry
 from kubebuildx.artifacts.retry import Backoff, Verdict, twirp_verdict
 from kubebuildx.errors import ArtifactError
@@ -292,7 +291,7 @@ class TwirpClient:
         *,
         session: requests.Session | None = None,
         backoff: Backoff | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancel.sleep,
     ) -> None:
         self.origin = origin.rstrip("/")
         self._session = session or requests.Session()
@@ -310,6 +309,7 @@ class TwirpClient:
         data = json.dumps(body, separators=(",", ":"))
         problem = ""
         for attempt in range(self._backoff.attempts):
+            cancel.check()
             try:
                 response = self._session.post(self.url(method), data=data, timeout=TIMEOUT)
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:

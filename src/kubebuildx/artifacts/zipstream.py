@@ -12,6 +12,12 @@ inside the folder is followed (its target's contents are uploaded, as the
 official client does); one that leads out of the folder, or nowhere, is left
 out with a warning.
 
+The build writes the tree, so it may change it under us: the walk is
+iterative (a tree 1,100 folders deep is fine), and each file is opened by the
+path ``collect`` resolved, with ``O_NOFOLLOW|O_NONBLOCK``, and must still be
+the regular file it saw (same device and inode). A symlink or a FIFO swapped
+in is refused, never followed or hung on.
+
 Format notes (APPNOTE.TXT 6.3.10):
 - A file that does not compress (judged on its first 256 KiB for large files,
   on the whole for small ones) is stored, at any level: Info-ZIP does the same.
@@ -26,6 +32,7 @@ Format notes (APPNOTE.TXT 6.3.10):
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
@@ -67,9 +74,11 @@ class Entry:
     """
 
     arcname: str
-    source: str | None
+    source: str | None  # the resolved path: opened without following a symlink
     mode: int
     size: int
+    device: int = 0
+    inode: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,24 +139,51 @@ def collect(root: Path, paths: Sequence[Path] | None = None) -> list[Entry]:
 
 
 def _walk(root: Path, top: Path, found: dict[str, Entry]) -> None:
+    """``os.walk(top, followlinks=True)``'s order, without its recursion (Python 3.11 recurses
+    once per level). A folder reached twice (a symlink cycle) is walked once.
+
+    Real paths are built as the walk goes down, and resolved only for symlinks: resolving
+    every path would cost the square of the depth in system calls, each one as deep."""
+    root_real = os.path.realpath(root)
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-        real = os.path.realpath(dirpath)
+    top_arc = "" if top == root else top.relative_to(root).as_posix()
+    stack: list[tuple[str, str, str]] = [(str(top), os.path.realpath(top), top_arc)]
+    while stack:
+        here, real, arc = stack.pop()
         if real in seen:
-            dirnames[:] = []
             continue
         seen.add(real)
-        escaping = [d for d in dirnames if not _stays_inside(Path(dirpath) / d, root)]
-        for name in escaping:
-            _warn_escape(root, Path(dirpath) / name)
-        dirnames[:] = sorted(d for d in dirnames if d not in escaping)
-        here = Path(dirpath)
-        if not dirnames and not filenames and here != root:
-            name = here.relative_to(root).as_posix() + "/"
-            validate_file_path(name)
-            found[name] = Entry(name, None, stat.S_IFDIR | 0o755, 0)
-        for filename in sorted(filenames):
-            _add_file(root, here / filename, found)
+        try:
+            with os.scandir(here) as listing:
+                children = sorted(listing, key=lambda child: child.name)
+        except OSError as exc:
+            raise ArtifactError(f"Cannot read the folder {arc or '.'}: {exc.strerror}.") from exc
+        dirs: list[tuple[str, str, str]] = []
+        files: list[tuple[os.DirEntry[str], str, str]] = []
+        for child in children:
+            child_arc = f"{arc}/{child.name}" if arc else child.name
+            link = child.is_symlink()
+            # strings, not Path objects: a tree of 100,000 files makes as many of them
+            child_real = os.path.realpath(child.path) if link else os.path.join(real, child.name)  # noqa: PTH118
+            if not _is_dir(child):
+                files.append((child, child_real, child_arc))
+            elif link and not _inside(Path(child_real), Path(root_real)):
+                _warn_escape_name(child_arc)
+            else:
+                dirs.append((child.path, child_real, child_arc))
+        if not dirs and not files and arc:
+            validate_file_path(arc + "/")
+            found[arc + "/"] = Entry(arc + "/", None, stat.S_IFDIR | 0o755, 0)
+        for child, child_real, child_arc in files:
+            _add(child_arc, child.path, child_real if child.is_symlink() else None, root_real, found)
+        stack.extend(reversed(dirs))
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows a symlink, as os.walk(followlinks=True)
+    except OSError:
+        return False
 
 
 def _stays_inside(path: Path, root: Path) -> bool:
@@ -155,27 +191,35 @@ def _stays_inside(path: Path, root: Path) -> bool:
 
 
 def _warn_escape(root: Path, path: Path) -> None:
-    runner.warning(
-        f"{path.relative_to(root).as_posix()} is a symlink that leads out of the artifact folder; "
-        "it is not uploaded."
-    )
+    _warn_escape_name(path.relative_to(root).as_posix())
+
+
+def _warn_escape_name(name: str) -> None:
+    runner.warning(f"{name} is a symlink that leads out of the artifact folder; it is not uploaded.")
 
 
 def _add_file(root: Path, path: Path, found: dict[str, Entry]) -> None:
     name = path.relative_to(root).as_posix()
+    real = os.path.realpath(path) if path.is_symlink() else None
+    _add(name, str(path), real, os.path.realpath(root), found)
+
+
+def _add(name: str, path: str, link_target: str | None, root_real: str, found: dict[str, Entry]) -> None:
+    """Add the file at ``path``; ``link_target`` is where it resolves when it is a symlink."""
     validate_file_path(name)
-    if path.exists() and not _stays_inside(path, root):
-        _warn_escape(root, path)
+    target = Path(link_target) if link_target is not None else None  # links only: they are few
+    if target is not None and target.exists() and not _inside(target, Path(root_real)):
+        _warn_escape_name(name)
         return
     try:
-        st = path.stat()
+        st = os.stat(path)  # noqa: PTH116 - one per file: no Path object for each
     except FileNotFoundError:
         runner.warning(f"{name} is a dangling symlink; it is not uploaded.")
         return
     if not stat.S_ISREG(st.st_mode):
         runner.warning(f"{name} is not a regular file (a socket or a pipe); it is not uploaded.")
         return
-    found[name] = Entry(name, str(path), st.st_mode, st.st_size)
+    found[name] = Entry(name, link_target or path, st.st_mode, st.st_size, st.st_dev, st.st_ino)
 
 
 class ZipWriter:
@@ -371,13 +415,34 @@ def _central_record(rec: _Central) -> bytes:
     )
 
 
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
 def _open(entry: Entry) -> BinaryIO:
+    """Open the file ``collect`` saw, and only that: a symlink now in its place is not
+    followed (O_NOFOLLOW), a FIFO does not block the open (O_NONBLOCK), and fstat must show
+    the same regular file (device and inode)."""
     if entry.source is None:
         raise ArtifactError(f"{entry.arcname} is a directory, not a file.")
     try:
-        return open(entry.source, "rb", buffering=0)  # noqa: PTH123 - one per file: no Path object for each
+        fd = os.open(entry.source, _OPEN_FLAGS)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _replaced(entry, "a symlink") from None
         raise ArtifactError(f"Cannot read {entry.arcname}: {exc.strerror}.") from exc
+    st = os.fstat(fd)
+    same = not entry.inode or (st.st_dev, st.st_ino) == (entry.device, entry.inode)
+    if not stat.S_ISREG(st.st_mode) or not same:
+        os.close(fd)
+        raise _replaced(entry, "another file" if stat.S_ISREG(st.st_mode) else "a file of another kind")
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def _replaced(entry: Entry, by: str) -> ArtifactError:
+    return ArtifactError(
+        f"{entry.arcname} was replaced by {by} while it was being archived; it is not uploaded.",
+        hint="upload once the build has finished writing its output",
+    )
 
 
 def _incompressible(entry: Entry) -> bool:

@@ -29,7 +29,8 @@ DIGESTS = {
 
 def pushed(platform: str, digest: str, tmp_path: Path) -> tuple[pipeline.Run, build.BuildResult]:
     inputs = parse_inputs({"push": "true", "image": "ghcr.io/octo/app", "platforms": platform})
-    run = pipeline.start(inputs, {**os.environ, "KUBEBUILDX_TEMP": str(tmp_path)})
+    tmp_path.mkdir(parents=True, exist_ok=True)  # else KUBEBUILDX_TEMP is passed over for /tmp
+    run = pipeline.start(inputs, {**os.environ, "KUBEBUILDX_TEMP": str(tmp_path)}, outputs=True)
     p = parse(platform)
     spec = BuilderSpec("kbx-digest", "buildkit", (NodeSpec(f"kbx-digest-{p.slug}", p, ()),), ())
     result = build.BuildResult(
