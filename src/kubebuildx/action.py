@@ -85,7 +85,8 @@ def post(env: Mapping[str, str] | None = None) -> int:
         runner.info("nothing to clean up")
         return 0
     try:  # the same inputs as the main step's: they give the kubeconfig and namespace again
-        inputs: Inputs | None = parse_inputs(raw_inputs(env))
+        mounts = hostpaths.mount_table(env)
+        inputs: Inputs | None = from_job(parse_inputs(raw_inputs(env), mounts), env, mounts)
     except KubebuildxError:
         inputs = None
     pipeline.post_clean_up(state, inputs, env)
