@@ -148,3 +148,35 @@ def read_file_commands(path: Path) -> dict[str, str]:
         else:
             i += 1
     return out
+
+
+def runner_env(tmp: Path, cenv: dict[str, str], run_id: str = "4242", job: str = "build") -> dict[str, str]:
+    """The environment a runner gives the action: file-command files, RUNNER_TEMP and HOME
+    under tmp, and nothing of this shell's GITHUB_, INPUT_, RUNNER_ or ACTIONS_ variables."""
+    files = {}
+    for name in ("OUTPUT", "STEP_SUMMARY", "STATE", "ENV", "PATH"):
+        f = tmp / "file_commands" / name.lower()
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+        files[f"GITHUB_{name}"] = str(f)
+    (tmp / "runner_temp").mkdir()
+    (tmp / "home").mkdir()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))
+    }
+    env.pop("KUBECONFIG", None)
+    env.update(files)
+    env.update(
+        {
+            "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_REPOSITORY": "octo/app",
+            "GITHUB_RUN_ID": run_id,
+            "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_JOB": job,
+            "GITHUB_SERVER_URL": "https://github.com",
+            "RUNNER_TEMP": str(tmp / "runner_temp"),
+            "HOME": str(tmp / "home"),
+        }
+    )
+    return env

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from cluster_helpers import KUBEBUILDX, ROOT, cluster_env, deployments, read_file_commands, secrets_of
+from cluster_helpers import (
+    KUBEBUILDX,
+    ROOT,
+    cluster_env,
+    deployments,
+    read_file_commands,
+    runner_env,
+    secrets_of,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -19,36 +26,6 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture(scope="module")
 def cenv() -> dict[str, str]:
     return cluster_env()
-
-
-def runner_env(tmp: Path, cenv: dict[str, str]) -> dict[str, str]:
-    files = {}
-    for name in ("OUTPUT", "STEP_SUMMARY", "STATE", "ENV", "PATH"):
-        f = tmp / "file_commands" / name.lower()
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.touch()
-        files[f"GITHUB_{name}"] = str(f)
-    (tmp / "runner_temp").mkdir()
-    (tmp / "home").mkdir()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))
-    }
-    env.pop("KUBECONFIG", None)
-    env.update(files)
-    env.update(
-        {
-            "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_REPOSITORY": "octo/app",
-            "GITHUB_RUN_ID": "4242",
-            "GITHUB_RUN_ATTEMPT": "1",
-            "GITHUB_JOB": "build",
-            "GITHUB_SERVER_URL": "https://github.com",
-            "RUNNER_TEMP": str(tmp / "runner_temp"),
-            "HOME": str(tmp / "home"),
-        }
-    )
-    return env
 
 
 def post_step(env: dict[str, str], state: dict[str, str]) -> subprocess.CompletedProcess[str]:

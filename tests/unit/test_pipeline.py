@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ import pytest
 from kubebuildx import action, buildx_store, cleanup, cli, cmd, kube, runner
 from kubebuildx.artifacts import build_artifacts
 from kubebuildx.errors import ArtifactError, ToolError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from cluster_helpers import read_file_commands as file_commands  # the runner's parser, shared
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -256,23 +260,6 @@ def build_argv(*extra: str) -> list[str]:
 def groups(out: str) -> list[str]:
     """The log groups, as the CLI prints them outside GitHub Actions."""
     return [line.removeprefix("==> ") for line in out.splitlines() if line.startswith("==> ")]
-
-
-def file_commands(path: Path) -> dict[str, str]:
-    """``name<<delimiter`` blocks, as the runner reads GITHUB_OUTPUT and GITHUB_STATE."""
-    out: dict[str, str] = {}
-    lines = path.read_text().split("\n")
-    i = 0
-    while i < len(lines):
-        match = re.match(r"^([^<=]+)<<(.+)$", lines[i])
-        if match:
-            name, delim = match.groups()
-            j = lines.index(delim, i + 1)
-            out[name] = "\n".join(lines[i + 1 : j])
-            i = j + 1
-        else:
-            i += 1
-    return out
 
 
 BUILD_GROUPS = [

@@ -31,6 +31,7 @@ from cluster_helpers import (
     cluster_env,
     deployments,
     read_file_commands,
+    runner_env,
     secrets_of,
 )
 
@@ -45,35 +46,9 @@ def cenv() -> dict[str, str]:
     return cluster_env()
 
 
-def runner_env(tmp: Path, cenv: dict[str, str], mark: str) -> dict[str, str]:
-    files = {}
-    for name in ("OUTPUT", "STEP_SUMMARY", "STATE", "ENV", "PATH"):
-        f = tmp / "file_commands" / name.lower()
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.touch()
-        files[f"GITHUB_{name}"] = str(f)
-    (tmp / "runner_temp").mkdir()
-    (tmp / "home").mkdir()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))
-    }
-    env.pop("KUBECONFIG", None)
-    env.update(files)
-    env.update(
-        {
-            "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_REPOSITORY": "octo/app",
-            "GITHUB_RUN_ID": str(os.getpid()),
-            "GITHUB_RUN_ATTEMPT": "1",
-            "GITHUB_JOB": "cancel",
-            "GITHUB_SERVER_URL": "https://github.com",
-            "RUNNER_TEMP": str(tmp / "runner_temp"),
-            "HOME": str(tmp / "home"),
-            MARK: mark,
-        }
-    )
-    return env
+def marked_runner_env(tmp: Path, cenv: dict[str, str], mark: str) -> dict[str, str]:
+    """The runner's environment, marked: every child we start inherits MARK."""
+    return {**runner_env(tmp, cenv, run_id=str(os.getpid()), job="cancel"), MARK: mark}
 
 
 def _proc_text(pid: str, name: str) -> bytes:
@@ -204,7 +179,7 @@ def test_sigterm_mid_build_leaves_no_process_and_no_secret(cenv: dict[str, str],
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM busybox\nRUN KBX_RUN_MARK={marker} sleep 300\n")
-    env = {**runner_env(tmp_path, cenv, marker), **inputs(cenv, builder, context)}
+    env = {**marked_runner_env(tmp_path, cenv, marker), **inputs(cenv, builder, context)}
     seconds = cancel_and_clean_up(env, lambda: bool(run_step(marker)), cenv, builder, tmp_path)
     assert run_step(marker) == [], "the build's RUN step kept running"
     assert seconds < BOUND
@@ -226,7 +201,7 @@ def test_sigterm_while_an_upload_is_stalled_exits_at_once(
     marker = uuid.uuid4().hex
     builder = f"kbx-it-stall-{marker[:6]}"
     env = {
-        **runner_env(tmp_path, cenv, marker),
+        **marked_runner_env(tmp_path, cenv, marker),
         **inputs(
             cenv,
             builder,
