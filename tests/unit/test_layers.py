@@ -41,6 +41,7 @@ ORDER = (
     "artifacts",
     "summary",
     "cleanup",
+    "run_folders",  # where a run keeps its files: the pipeline's first step
     # the entry points
     "pipeline",
     "action",
