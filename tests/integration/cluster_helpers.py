@@ -164,7 +164,8 @@ def runner_env(tmp: Path, cenv: dict[str, str], run_id: str = "4242", job: str =
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))
     }
-    env.pop("KUBECONFIG", None)
+    for key in ("KUBECONFIG", "DOCKER_CONFIG", "BUILDX_CONFIG"):  # this shell's, not the job's
+        env.pop(key, None)
     env.update(files)
     env.update(
         {

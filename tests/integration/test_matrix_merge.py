@@ -9,7 +9,6 @@ read back from the registry's HTTP API, never taken from kubebuildx's word.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
@@ -32,6 +31,7 @@ from cluster_helpers import (
     deployments,
     kubebuildx,
     read_file_commands,
+    runner_env,
 )
 from loopback_registry import Registry, free_loopback_port, images_of
 
@@ -110,32 +110,10 @@ class Job:
 
 def new_job(tmp: Path, cenv: Mapping[str, str], run_id: str, job: str) -> Job:
     home = tmp / job
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "ACTIONS_"))
-    }
-    for key in ("KUBECONFIG", "DOCKER_CONFIG", "BUILDX_CONFIG"):
-        env.pop(key, None)
-    for name in ("OUTPUT", "STEP_SUMMARY", "STATE", "ENV", "PATH"):
-        f = home / "file_commands" / name.lower()
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.touch()
-        env[f"GITHUB_{name}"] = str(f)
-    (home / "runner_temp").mkdir()
-    (home / "home").mkdir()
-    env.update(
-        {
-            "PATH": f"{cenv['KUBEBUILDX_BIN']}:{env['PATH']}",
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_REPOSITORY": "octo/app",
-            "GITHUB_RUN_ID": run_id,
-            "GITHUB_RUN_ATTEMPT": "1",
-            "GITHUB_JOB": job.partition("-")[0],  # matrix jobs share the job id
-            "GITHUB_ACTION": "__kubebuildx",
-            "GITHUB_SERVER_URL": "https://github.com",
-            "RUNNER_TEMP": str(home / "runner_temp"),
-            "HOME": str(home / "home"),
-        }
-    )
+    env = runner_env(
+        home, dict(cenv), run_id=run_id, job=job.partition("-")[0]
+    )  # matrix legs share the job id
+    env["GITHUB_ACTION"] = "__kubebuildx"
     return Job(home, env)
 
 
