@@ -202,10 +202,13 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, in_action
         write_marks(run)
         # The public folder and what buildx wrote into the workspace or runner temp go to that
         # folder's owner (uid 1001 on hosted runners), so that later steps read and delete them.
-        public = [str(run.public_dir)] if run.public_dir else []
-        written = hostpaths.local_destinations((*inputs.outputs, *inputs.cache_to))
+        # Secrets first: a dest= that covers runner temp must never hand over the run's folder.
+        try:
+            public = [str(run.public_dir)] if run.public_dir else []
+            written = hostpaths.local_destinations((*inputs.outputs, *inputs.cache_to))
+        finally:
+            clean_up(run.store, spec.name if spec else "", run.workdir, inputs.cleanup, forget_warm=in_action)
         hostpaths.hand_over([*public, *written], run.env)
-        clean_up(run.store, spec.name if spec else "", run.workdir, inputs.cleanup, forget_warm=in_action)
     if failure:
         raise failure
     return 0
