@@ -2,15 +2,17 @@
 
   etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler   (Kubernetes, loopback only)
   kwok (one process per node) -> nodes kwok-amd64, kwok-arm64          (pods become Running/Ready)
-  buildkitd (one per architecture, on the host)                       (the arm64 one through qemu)
+  podkit -> one buildkitd per builder pod, on the host                 (the arm64 ones through qemu)
   dockerd (Debian's docker.io, no bridge, no iptables)                 (builds and runs the action image)
 
 Exec routing: each node has its own kwok process, which serves the kubelet API
-for that node only. Its ClusterExec (no selector: every pod, every namespace)
-runs `buildctl dial-stdio` on the host with BUILDKIT_HOST set to that node's
-buildkitd. The apiserver sends an exec for a pod to the kubelet endpoint of
-the pod's node, so a pod the scheduler put on kwok-arm64 reaches the arm64
-buildkitd, whatever its namespace or name.
+for that node only, and reads kwok `Exec` objects from the cluster
+(--enable-crds=Exec). The podkit controller (podkit.py) starts a buildkitd of the
+node's architecture for every pod the scheduler puts on a kwok node and creates
+that pod's Exec, which runs `buildctl dial-stdio` on the host with BUILDKIT_HOST
+set to the pod's own daemon. There is no ClusterExec: kwok falls back to one for
+a pod without an Exec, which would share a daemon again without a word; without
+it such an exec fails loudly.
 
 Run through scripts/cluster (see `scripts/cluster --help`).
 """
@@ -39,6 +41,7 @@ import images
 import install
 import layout as L
 import pki
+import podkit
 from kube import Kube
 from layout import Layout
 from proc import Daemon, HarnessError, processes_under, run, say, wait_for
@@ -47,6 +50,9 @@ HERE = Path(__file__).resolve().parent
 RBAC = L.REPO / "deploy" / "rbac.yaml"
 FAULT_TAINT = "kubebuildx.dev/fault=true:NoSchedule"
 TOKEN_SECONDS = 7 * 24 * 3600
+# podkit.py needs only the standard library; a fixed interpreter keeps its argv[0], by which
+# `down` finds it, the same whichever Python runs scripts/cluster.
+PODKIT_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 
 
 # ---------------------------------------------------------------- daemons
@@ -130,19 +136,19 @@ def daemons(lay: Layout) -> list[Daemon]:
             ],
         ),
     ]
-    for arch in L.ARCHES:
-        result.append(
-            d(
-                f"buildkitd-{arch}",
-                [
-                    str(lay.buildkit_bin / "buildkitd"),
-                    f"--config={lay.run / f'buildkitd-{arch}.toml'}",
-                ],
-                env={
-                    "PATH": f"{lay.buildkit_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-                },
-            )
+    result.append(
+        d(
+            "podkit",
+            [
+                PODKIT_PYTHON,
+                str(HERE / "podkit.py"),
+                str(lay.state),
+                str(lay.run),
+                str(lay.buildkit_bin),
+                L.registry(),
+            ],
         )
+    )
     for index, arch in enumerate(L.ARCHES):
         port = L.KWOK_PORTS[arch]
         result.append(
@@ -153,6 +159,8 @@ def daemons(lay: Layout) -> list[Daemon]:
                     f"--kubeconfig={kc / 'kwok.yaml'}",
                     f"--config={lay.run / f'kwok-{arch}.yaml'}",
                     f"--manage-single-node={L.node_name(arch)}",
+                    # Per-pod Exec objects from the API (podkit.py makes them), none in --config.
+                    "--enable-crds=Exec",
                     # Renew a node Lease as a kubelet does: without it the only heartbeat is the
                     # node-ready Stage re-readying the node after the node controller has marked it
                     # Unknown (tainted unreachable:NoExecute) every 50 s, which a preflight can hit.
@@ -254,50 +262,12 @@ def write_component_configs(lay: Layout) -> set[str]:
 
     stages = (HERE / "kwok-stages.yaml").read_text()
     for arch in L.ARCHES:
-        socket = lay.buildkit_socket(arch)
-        if _write(
-            lay.run / f"buildkitd-{arch}.toml",
-            "\n".join(
-                [
-                    "# Written by scripts/cluster; one BuildKit daemon per node architecture.",
-                    f'root = "{lay.buildkit_root(arch)}"',
-                    "[grpc]",
-                    f'  address = ["unix://{socket}"]',
-                    "[worker.oci]",
-                    "  enabled = true",
-                    # buildkitd lists more platforms than these (every one the host runs natively
-                    # or through binfmt) when asked for its workers; the label tells the daemons
-                    # apart in `buildx inspect`, so a pod routed to the wrong one shows there.
-                    f'  platforms = ["linux/{arch}"]',
-                    f'  labels = {{ "kubebuildx.dev/arch" = "{arch}" }}',
-                    '  snapshotter = "overlayfs"',
-                    '  networkMode = "host"  # RUN steps share the host network (no CNI here)',
-                    "  gc = true",
-                    '  maxUsedSpace = "6GB"  # the defaults scale with the disk; keep room for the rest',
-                    '  minFreeSpace = "5GB"',
-                    "[worker.containerd]",
-                    "  enabled = false",
-                    f'[registry."{L.registry()}"]  # the loopback registry speaks plain HTTP',
-                    "  http = true",
-                    "  insecure = true",
-                    "",
-                ]
-            ),
-            mode=0o644,
-        ):
-            changed.add(f"buildkitd-{arch}")
-        exec_rule = {
-            "apiVersion": "kwok.x-k8s.io/v1alpha1",
-            "kind": "ClusterExec",
-            "metadata": {"name": f"buildkitd-{arch}"},
-            "spec": {
-                "execs": [{"local": {"envs": [{"name": "BUILDKIT_HOST", "value": f"unix://{socket}"}]}}]
-            },
-        }
         # No KwokConfiguration document: kwok's defaults apply only when there is none.
-        kwok_config = "\n---\n".join([stages, json.dumps(exec_rule)]) + "\n"
-        if _write(lay.run / f"kwok-{arch}.yaml", kwok_config, mode=0o644):
+        # No ClusterExec either (see the module's docstring).
+        if _write(lay.run / f"kwok-{arch}.yaml", stages, mode=0o644):
             changed.add(f"kwok-{arch}")
+    if _write(lay.run / "podkit.registry", L.registry() + "\n", mode=0o644):
+        changed.add("podkit")
     # The registry the buildkitds were configured for, for `env` (KUBEBUILDX_REGISTRY may differ later).
     _write(lay.run / "registry", L.registry() + "\n", mode=0o644)
     return changed
@@ -314,21 +284,6 @@ def _insecure_get(url: str) -> bool:
         raise HarnessError(f"refusing to probe a non-loopback address: {url}")
     with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310 - loopback only
         return bool(response.status == 200)
-
-
-def buildkitd_ready(lay: Layout, arch: str) -> bool:
-    if not lay.buildkit_socket(arch).exists():
-        return False
-    run(
-        [
-            str(lay.buildkit_bin / "buildctl"),
-            f"--addr=unix://{lay.buildkit_socket(arch)}",
-            "debug",
-            "workers",
-        ],
-        quiet=True,
-    )
-    return True
 
 
 def docker_ready(lay: Layout) -> bool:
@@ -391,8 +346,9 @@ def readiness(lay: Layout, kube: Kube) -> dict[str, Callable[[], bool]]:
         "kube-scheduler": lambda: _insecure_get(f"https://127.0.0.1:{L.SCHEDULER_PORT}/healthz"),
     }
     checks["dockerd"] = lambda: docker_ready(lay)
+    controller = next(d for d in daemons(lay) if d.name == "podkit")
+    checks["podkit"] = lambda: controller.pid() is not None
     for arch in L.ARCHES:
-        checks[f"buildkitd-{arch}"] = lambda arch=arch: buildkitd_ready(lay, arch)  # type: ignore[misc]
         checks[f"kwok-{arch}"] = lambda arch=arch: _insecure_get(  # type: ignore[misc]
             f"https://127.0.0.1:{L.KWOK_PORTS[arch]}/healthz"
         )
@@ -433,6 +389,20 @@ def bootstrap_objects(kube: Kube) -> None:
         raise HarnessError(f"{RBAC} is missing; the limited identity is bound to exactly that RBAC")
     for obj in load_manifests(RBAC):
         kube.apply(obj)
+
+
+def apply_kwok_crds(lay: Layout, kube: Kube) -> None:
+    """kwok's Exec CRD, from kwok's own module at its pin, established before kwok starts."""
+    crd = load_manifests(install.kwok_exec_crd(lay))[0]
+    kube.apply(crd)
+    name = crd["metadata"]["name"]
+
+    def established() -> bool:
+        current = kube.get("CustomResourceDefinition", name) or {}
+        conditions = current.get("status", {}).get("conditions", [])
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for(f"CRD {name} established", established, timeout=30)
 
 
 def write_identities(lay: Layout, kube: Kube) -> None:
@@ -514,17 +484,16 @@ def cmd_up(lay: Layout, _args: argparse.Namespace) -> int:
     started = []
     addresses_before = host_addresses()
     for daemon in daemons(lay):
-        if daemon.name.startswith("buildkitd-") and daemon.pid() is None:
-            # A socket left by a daemon that died (or was killed with the session) blocks the
-            # new one, and its build mounts would linger under its root.
-            arch = daemon.name.removeprefix("buildkitd-")
-            lay.buildkit_socket(arch).unlink(missing_ok=True)
-            _unmount_under(lay.buildkit_root(arch))
+        if daemon.name == "podkit" and daemon.pid() is None:
+            # A controller killed with the session leaves its pods' daemons, mounts and roots.
+            for what in podkit.sweep(lay.state / "pods", lay.buildkit_bin):
+                say(f"removed what a killed podkit left: {what}")
         if daemon.start():
             started.append(daemon.name)
         wait_for(daemon.name, checks[daemon.name], timeout=90, log=daemon.log)
         if daemon.name == "kube-apiserver":
             bootstrap_objects(kube)
+            apply_kwok_crds(lay, kube)
         if daemon.name == "dockerd":
             check_no_private_network(addresses_before)
     for arch in L.ARCHES:
@@ -580,7 +549,6 @@ def pinned_version(daemon_name: str) -> str:
     pins = {
         "etcd": L.ETCD_VERSION.removeprefix("v"),
         "kube-": L.KUBERNETES_VERSION,
-        "buildkitd-": L.BUILDKIT_VERSION,
         "kwok-": L.KWOK_VERSION,
         "dockerd": L.APT_PACKAGES["docker.io"].split("+")[0],
     }
@@ -595,15 +563,19 @@ def tools(lay: Layout) -> dict[str, tuple[Path, str]]:
     return {
         "buildx": (lay.bin / "buildx", L.BUILDX_VERSION),
         "buildctl": (lay.bin / "buildctl", L.BUILDKIT_VERSION),
+        "buildkitd": (lay.buildkit_bin / "buildkitd", L.BUILDKIT_VERSION),  # podkit starts one per pod
         "act": (lay.act_bin / "act", L.ACT_VERSION.removeprefix("v")),
     }
 
 
 def check_binaries(lay: Layout) -> list[str]:
     """Every daemon `up` starts (by its argv[0]) and every tool exists and reports its pin."""
-    wanted = [(d.name, Path(d.argv[0]), pinned_version(d.name)) for d in daemons(lay)]
+    # podkit is a Python script; the daemons it starts are buildkitd, checked as a tool.
+    wanted = [(d.name, Path(d.argv[0]), pinned_version(d.name)) for d in daemons(lay) if d.name != "podkit"]
     wanted += [(name, path, version) for name, (path, version) in tools(lay).items()]
     problems, seen = [], set()
+    if not install.kwok_exec_crd(lay).is_file():
+        problems.append(f"kwok's Exec CRD: {install.kwok_exec_crd(lay)} is missing")
     for name, binary, version in wanted:
         if binary in seen:
             continue
@@ -673,12 +645,14 @@ def cmd_down(lay: Layout, args: argparse.Namespace) -> int:
         say(f"stopping stray {exe} (pid {pid})")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
+    for what in podkit.sweep(lay.state / "pods", lay.buildkit_bin):
+        say(f"removed what podkit left: {what}")
+    for sock in lay.run.glob("pod-*.sock"):
+        sock.unlink(missing_ok=True)
     _unmount_under(lay.state)
     _unmount_under(lay.docker_root)
     lay.docker_socket.unlink(missing_ok=True)
     busy = [port for port in _ports() if _listening(port)]
-    for arch in L.ARCHES:
-        lay.buildkit_socket(arch).unlink(missing_ok=True)
     if args.purge:
         shutil.rmtree(lay.state, ignore_errors=True)
         say(f"removed {lay.state}")
@@ -736,7 +710,6 @@ def environment(lay: Layout) -> dict[str, Any]:
         "namespace": L.NAMESPACE,
         "service_account": L.SERVICE_ACCOUNT,
         "nodes": {arch: L.node_name(arch) for arch in L.ARCHES},
-        "buildkit_hosts": {arch: f"unix://{lay.buildkit_socket(arch)}" for arch in L.ARCHES},
         "base_image": {
             "name": L.BASE_IMAGE_TAG,
             "layout": str(lay.base_image),
@@ -786,8 +759,6 @@ def env_lines(info: dict[str, Any]) -> list[str]:
         "KUBEBUILDX_BASE_IMAGE_LAYOUT": base["layout"],
         "KUBEBUILDX_NODE_AMD64": info["nodes"]["amd64"],
         "KUBEBUILDX_NODE_ARM64": info["nodes"]["arm64"],
-        "KUBEBUILDX_BUILDKIT_HOST_AMD64": info["buildkit_hosts"]["amd64"],
-        "KUBEBUILDX_BUILDKIT_HOST_ARM64": info["buildkit_hosts"]["arm64"],
         "KUBEBUILDX_REGISTRY": info["registry"],
         "KUBEBUILDX_CLUSTER_STATE": info["state"],
         "DOCKER_HOST": info["docker"]["host"],
@@ -817,6 +788,12 @@ def cmd_status(lay: Layout, _args: argparse.Namespace) -> int:
         pid = daemon.pid()
         memory = f"{_rss_mib(pid):7.1f} MiB" if pid else " " * 11
         print(f"{daemon.name:24} {'running pid ' + str(pid) if pid else 'stopped':20} {memory}  {daemon.log}")
+    pod_daemons = podkit.running_daemons(lay.state / "pods", lay.buildkit_bin)
+    for pid, what in pod_daemons:
+        print(f"  buildkitd pid {pid:<10} {_rss_mib(pid):7.1f} MiB  {what}")
+    if pod_daemons:
+        total = sum(_rss_mib(pid) for pid, _ in pod_daemons)
+        print(f"  {len(pod_daemons)} pod buildkitd(s), {total:.1f} MiB in all")
     return 0
 
 
@@ -886,7 +863,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="scripts/cluster",
         description="The proving ground: Kubernetes " + L.KUBERNETES_VERSION + " with two kwok nodes "
-        "(kwok-amd64, kwok-arm64) and one native buildkitd per architecture, all on 127.0.0.1.",
+        "(kwok-amd64, kwok-arm64) and one native buildkitd per builder pod, all on 127.0.0.1.",
         epilog="State (certs, etcd data, logs, pids, sockets) lives in $KUBEBUILDX_CLUSTER_STATE "
         "(default ~/.cache/kubebuildx/cluster); built binaries in ~/.cache/kubebuildx/bin/<name>-<version>.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

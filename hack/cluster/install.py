@@ -5,6 +5,7 @@ proxy by the recipes in hack/gomod/).
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,6 +248,26 @@ def go_builds(lay: Layout) -> list[GoBuild]:
     ]
 
 
+def kwok_exec_crd(lay: Layout) -> Path:
+    """kwok's Exec CustomResourceDefinition, kept beside the kwok binary of the same pin."""
+    return lay.kwok_bin / "kwok.x-k8s.io_execs.yaml"
+
+
+def ensure_kwok_crd(lay: Layout) -> None:
+    """Copy the Exec CRD out of kwok's module (its kustomize/crd/bases) at the pinned version."""
+    target = kwok_exec_crd(lay)
+    if target.is_file():
+        return
+    module = f"sigs.k8s.io/kwok@{L.KWOK_VERSION}"
+    info = json.loads(run(["go", "mod", "download", "-json", module], quiet=True, env={"GOFLAGS": ""}))
+    source = Path(info["Dir"]) / "kustomize" / "crd" / "bases" / target.name
+    if not source.is_file():
+        raise HarnessError(f"kwok {L.KWOK_VERSION}'s module has no {source}")
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
+
+
 def link_binaries(lay: Layout) -> None:
     """One bin folder for PATH, plus buildx as the docker CLI plugin."""
     lay.bin.mkdir(parents=True, exist_ok=True)
@@ -277,5 +298,6 @@ def ensure_all(lay: Layout) -> tuple[Apt, list[str]]:
     ensure_binfmt()
     lay.logs.mkdir(parents=True, exist_ok=True)
     built = [build.name for build in go_builds(lay) if build.build(lay.logs)]
+    ensure_kwok_crd(lay)
     link_binaries(lay)
     return apt, built

@@ -28,6 +28,8 @@ RESOURCES = {
     "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "Deployment": ("/apis/apps/v1", "deployments", True),
+    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    "Exec": ("/apis/kwok.x-k8s.io/v1alpha1", "execs", True),
 }
 
 

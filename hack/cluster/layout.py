@@ -128,12 +128,6 @@ class Layout:
     def etcd_data(self) -> Path:
         return self.state / "etcd"
 
-    def buildkit_root(self, arch: str) -> Path:
-        return self.state / f"buildkit-{arch}"
-
-    def buildkit_socket(self, arch: str) -> Path:
-        return self.run / f"buildkitd-{arch}.sock"
-
     @property
     def docker_socket(self) -> Path:
         return self.run / "docker.sock"

@@ -29,7 +29,6 @@ class Cluster:
     base_image_context: str  # the --build-context value: "busybox=oci-layout:///...:busybox"
     base_image_layout: Path  # the multi-platform OCI layout itself
     nodes: Mapping[str, str]  # architecture -> node name: {"amd64": "kwok-amd64", "arm64": "kwok-arm64"}
-    buildkit_hosts: Mapping[str, str]  # architecture -> unix:// address of that node's buildkitd
     registry: str  # host:port of the loopback registry the buildkitds reach over HTTP
     state: Path  # certs, logs, pids, sockets of the running cluster
 
@@ -68,7 +67,6 @@ def read_cluster(info: Mapping[str, Any]) -> Cluster:
         base_image_context=info["base_image"]["build_context_arg"],
         base_image_layout=Path(info["base_image"]["layout"]),
         nodes=dict(info["nodes"]),
-        buildkit_hosts=dict(info["buildkit_hosts"]),
         registry=info["registry"],
         state=Path(info["state"]),
     )
