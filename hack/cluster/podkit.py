@@ -125,19 +125,29 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
-def processes_rooted_under(root: Path) -> list[int]:
-    """Processes whose root or cwd lies under root: a daemon's RUN steps (runc containers)."""
-    prefix = str(root) + "/"
-    found = []
+def descendants(pid: int) -> list[int]:
+    """pid's children, their children, and so on: a daemon's runc and its RUN steps' processes
+    (which run in their own pid and mount namespaces, but are its descendants seen from here)."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        for link in ("root", "cwd"):
-            with contextlib.suppress(OSError):
-                if (str((entry / link).readlink()) + "/").startswith(prefix):
-                    found.append(int(entry.name))
-                    break
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
     return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL pid and every descendant, taken before the kill so that none is reparented first."""
+    for victim in [pid, *descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
 
 
 def unmount_under(root: Path) -> None:
@@ -148,10 +158,7 @@ def unmount_under(root: Path) -> None:
 
 
 def remove_tree(root: Path) -> None:
-    """Kill what still runs in root, unmount what is mounted under it, then delete it."""
-    for pid in processes_rooted_under(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    """Unmount what is mounted under root, then delete it."""
     unmount_under(root)
     shutil.rmtree(root, ignore_errors=True)
 
@@ -170,9 +177,8 @@ def sweep(pods_dir: Path, buildkit_bin: Path) -> list[str]:
         except OSError:
             continue
         if exe.startswith(str(buildkit_bin) + "/") and marker in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                removed.append(f"buildkitd pid {entry.name}")
+            kill_tree(int(entry.name))
+            removed.append(f"buildkitd pid {entry.name} and its RUN steps")
     if pods_dir.exists():
         for child in sorted(pods_dir.iterdir()):
             remove_tree(child)
@@ -252,8 +258,7 @@ class PodDaemon:
     def stop(self) -> None:
         """Kill at once (a force-deleted pod's container gets no grace), then remove everything."""
         if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            kill_tree(self.process.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
         remove_tree(self.home)
