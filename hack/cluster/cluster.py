@@ -853,6 +853,8 @@ def cmd_delete_builder_pod(lay: Layout, args: argparse.Namespace) -> int:
     pods = (kube.get("Pod", namespace=args.namespace, labelSelector=selector) or {}).get("items", [])
     if not pods:
         raise HarnessError(f"Deployment {args.namespace}/{args.deployment} has no pod ({selector})")
+    if args.one:
+        pods = sorted(pods, key=lambda p: p["metadata"]["name"])[:1]
     for pod in pods:
         kube.delete("Pod", pod["metadata"]["name"], args.namespace, grace_seconds=0)
         print(f"deleted pod {args.namespace}/{pod['metadata']['name']} (node {pod['spec'].get('nodeName')})")
@@ -911,10 +913,12 @@ def parser() -> argparse.ArgumentParser:
     untaint.set_defaults(func=cmd_untaint)
     delete = sub.add_parser(
         "delete-builder-pod",
-        help="delete the pods of a builder Deployment (grace 0); its ReplicaSet makes a new one",
+        help="delete the pods of a builder Deployment (grace 0), which kills their BuildKit and any "
+        "build on it; its ReplicaSet makes new ones",
     )
     delete.add_argument("namespace")
     delete.add_argument("deployment")
+    delete.add_argument("--one", action="store_true", help="delete only one pod (the first by name)")
     delete.set_defaults(func=cmd_delete_builder_pod)
     return top
 
