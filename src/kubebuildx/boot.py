@@ -289,10 +289,12 @@ def verify(connection: kube.Connection, spec: BuilderSpec) -> Booted:
     pod_nodes = {node.name: where for node, (_, where, _) in zip(spec.nodes, probes, strict=True) if where}
     reported = {node.name: found for node, (_, _, found) in zip(spec.nodes, probes, strict=True)}
     for node, (pod, where, found) in zip(spec.nodes, probes, strict=True):
-        runner.info(
-            f"{node.name}: pod {pod or '?'} on {where or '?'}, BuildKit runs on "
-            + (str(found[0]) if found else "?")
-            + (f" (emulating {node.platform})" if node.emulated_on else "")
+        runner.info(  # pod and node names come from the API server
+            runner.one_line(
+                f"{node.name}: pod {pod or '?'} on {where or '?'}, BuildKit runs on "
+                + (str(found[0]) if found else "?")
+                + (f" (emulating {node.platform})" if node.emulated_on else "")
+            )
         )
     check_native(spec, reported, pod_nodes)
     return Booted(spec, pod_nodes)

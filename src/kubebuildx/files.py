@@ -60,7 +60,12 @@ def check_trusted_path(path: Path, trusted_uids: Collection[int], where: str) ->
 def new_folder(parent: Path, prefix: str, mode: int, trusted_uids: Collection[int], where: str) -> Path:
     """A folder of our own in ``parent``: a fresh name from mkdtemp (never one someone made
     before us), in a parent checked with ``check_trusted_path``, given ``mode`` through a
-    descriptor opened without following links, and checked with fstat: ours, a folder, that mode."""
+    descriptor opened without following links, and checked with fstat: ours, a folder, that mode.
+
+    The parent is made absolute and normal once, and that one value is both checked and given
+    to mkdtemp: checked as ``/x`` but made in ``/x/lnk/..``, the folder would land wherever
+    ``lnk`` points."""
+    parent = Path(os.path.abspath(parent))  # noqa: PTH100 - resolve() would follow the links we look for
     check_trusted_path(parent, trusted_uids, where)
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:

@@ -30,7 +30,8 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -49,6 +50,8 @@ _NOT_A_FOLDER = re.compile(r"^(docker-image://|target:|https?://|git@|git://|ssh
 _OCI_LAYOUT = "oci-layout://"
 # exporters and caches whose dest/src is a local path (buildx's util/buildflags)
 _LOCAL_TYPES = frozenset({"local", "tar", "oci", "docker"})
+# os.chown's signature, or a test's stand-in that records the calls
+Chown = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -253,13 +256,6 @@ def owner_root(path: str, roots: Iterable[str]) -> str | None:
     return max(found, key=len) if found else None
 
 
-def handed_over(path: str, root: str) -> tuple[str, ...]:
-    """The folders between ``root`` (excluded) and ``path`` (included): what is chowned, besides
-    the tree under ``path``, so that the runner's user can delete all of it."""
-    rel = PurePosixPath(path).relative_to(root).parts
-    return tuple(str(PurePosixPath(root, *rel[: i + 1])) for i in range(len(rel)))
-
-
 def ownership_roots(env: Mapping[str, str]) -> tuple[str, ...]:
     """The folders a later step works in, whose owner should own what we leave there. Only in
     GitHub Actions (act included): the CLI leaves files to whoever ran it."""
@@ -270,28 +266,65 @@ def ownership_roots(env: Mapping[str, str]) -> tuple[str, ...]:
 
 def hand_over(paths: Iterable[str], env: Mapping[str, str]) -> None:
     """Give files we (root in the action's container) wrote to the owner of the folder they lie
-    in: a later step, or the next checkout on a persistent runner, runs as that user. Symlinks are
-    changed themselves, never followed."""
+    in: a later step, or the next checkout on a persistent runner, runs as that user."""
     if os.geteuid() != 0:
         return
     try:
         _chown_under_roots(paths, env)
     except OSError as exc:  # never the reason a build fails, nor hides why it did
-        runner.warning(f"could not give the files to the workspace's owner: {exc}")
+        runner.warning(f"could not give the files to the workspace's owner: {runner.one_line(str(exc))}")
 
 
-def _chown_under_roots(paths: Iterable[str], env: Mapping[str, str]) -> None:
+class UnsafePathError(OSError):
+    """A path to hand over that leads through a symlink: what the build wrote would then
+    choose whose files we give away."""
+
+
+def _chown_under_roots(paths: Iterable[str], env: Mapping[str, str], chown: Chown = os.chown) -> None:
     roots = ownership_roots(env)
     for path in paths:
         absolute = os.path.join(env.get("GITHUB_WORKSPACE") or Path.cwd(), path)  # noqa: PTH118
         root = owner_root(os.path.normpath(absolute), roots)
-        if root is None or not Path(absolute).exists():
+        if root is None or not os.path.lexists(absolute):
             continue
         owner = Path(root).stat()
         if owner.st_uid == 0:
             continue
-        for folder in handed_over(os.path.normpath(absolute), root):
-            os.lchown(folder, owner.st_uid, owner.st_gid)
-        for top, dirs, files in os.walk(absolute):
+        try:
+            chown_tree(absolute, root, owner.st_uid, owner.st_gid, chown)
+        except UnsafePathError as exc:  # the other paths are still handed over
+            runner.warning(runner.one_line(str(exc)))
+
+
+def chown_tree(path: str, root: str, uid: int, gid: int, chown: Chown = os.chown) -> None:
+    """Chown the folders from ``root`` (excluded) down to ``path`` (included), so that the
+    runner's user can delete all of it, and the tree under ``path``.
+
+    The build wrote what lies below ``root`` and may have left symlinks there (an image's own,
+    or one made to point at /etc): nothing below ``root`` is followed. ``path`` must mean what
+    it says (no symlink on the way, no ``link/..``); every folder is opened relative to the one
+    above it without following a link (O_NOFOLLOW, os.fwalk), and each entry is chowned by its
+    name in that folder, a symlink itself and never its target."""
+    rel = PurePosixPath(os.path.normpath(path)).relative_to(os.path.normpath(root)).parts
+    if os.path.realpath(path) != os.path.join(os.path.realpath(root), *rel):  # noqa: PTH118
+        raise UnsafePathError(
+            f"{path!r} leads through a symlink, so it was not given to the owner of {root}: "
+            "write the build's output to a path with no symlink on the way"
+        )
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)  # the root itself is the runner's, trusted
+    try:
+        for name in rel[:-1]:
+            chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+            below = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        top = rel[-1] if rel else "."  # path is the root itself: only what lies under it
+        if rel:
+            chown(top, uid, gid, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISDIR(os.lstat(top, dir_fd=fd).st_mode):
+            return
+        for _, dirs, files, dir_fd in os.fwalk(top, dir_fd=fd, follow_symlinks=False):
             for entry in (*dirs, *files):
-                os.lchown(os.path.join(top, entry), owner.st_uid, owner.st_gid)  # noqa: PTH118
+                chown(entry, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        os.close(fd)

@@ -55,8 +55,10 @@ def connect(inputs: Inputs, env: Mapping[str, str], workdir: Path) -> Connection
         config = kubeconfig.in_cluster(env)
     path = kubeconfig.write(config, workdir)
     namespace = inputs.namespace or config.namespace or DEFAULT_NAMESPACE
-    runner.info(
-        f"context {config.context}, cluster {config.cluster} at {config.server}, namespace {namespace}"
+    runner.info(  # names from the kubeconfig: one line, never a workflow command of their own
+        runner.one_line(
+            f"context {config.context}, cluster {config.cluster} at {config.server}, namespace {namespace}"
+        )
     )
     return Connection(config, path, namespace, api_client(str(path)))
 

@@ -132,11 +132,13 @@ def node_info(node: Mapping[str, Any]) -> NodeInfo:
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in _objs(status.get("conditions"))
     )
+    # Names and taints are only shown (the log, errors, the toleration to paste): made one line
+    # here, so that an API server cannot start a log line of its own (::error::, ::add-mask::).
     taints = tuple(
-        Taint(str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect") or ""))
+        Taint(*(runner.one_line(str(t.get(k) or "")) for k in ("key", "value", "effect")))
         for t in _objs(spec.get("taints"))
     )
-    name = str(meta["name"]) if isinstance(meta.get("name"), str) else "?"
+    name = runner.one_line(meta["name"]) if isinstance(meta.get("name"), str) else "?"
     return NodeInfo(name, platform, ready, bool(spec.get("unschedulable")), taints)
 
 
@@ -389,7 +391,7 @@ def read_cluster(api: Any, server: str, namespace: str, persistent: bool = False
             nodes = tuple(node_info(n) for n in _objs(_obj(body).get("items")))
     status, _ = kube.request(api, "GET", f"/api/v1/namespaces/{namespace}", server, "reading the namespace")
     exists = True if status == 200 else False if status == 404 else None
-    return ClusterState(nodes, allowed, exists, str(_obj(version).get("gitVersion") or "?"))
+    return ClusterState(nodes, allowed, exists, runner.one_line(str(_obj(version).get("gitVersion") or "?")))
 
 
 def check(connection: kube.Connection, inputs: Inputs) -> Plan:

@@ -204,13 +204,13 @@ def login(
     cover and check them against the registry. Returns the config's folder."""
     if creds is None:
         docker_config = write_config(None, workdir, auths)
-        runner.info("registries: " + ", ".join(sorted(auths)))
+        runner.info("registries: " + ", ".join(runner.one_line(host) for host in sorted(auths)))
         return docker_config
     docker_config = write_config(creds, workdir, auths)
     warning = check_refs(creds, refs)
     if warning:
         runner.warning(warning)
-    runner.info(check_login(creds))
+    runner.info(runner.one_line(check_login(creds)))  # it quotes the registry's challenge
     return docker_config
 
 

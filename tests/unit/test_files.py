@@ -108,3 +108,15 @@ def test_the_runners_own_folder_may_be_the_runners(tmp_path: Path) -> None:
         files.new_folder(temp, "kubebuildx-run-", files.PRIVATE, US, "RUNNER_TEMP")
     made = files.new_folder(temp, "kubebuildx-run-", files.PRIVATE, US | {1001}, "RUNNER_TEMP")
     assert os.lstat(made).st_uid == os.geteuid()
+
+
+def test_the_parent_checked_is_the_parent_used(tmp_path: Path) -> None:
+    """``/x/lnk/..``: the check sees /x, the kernel would go where lnk points. The folder is
+    made in the folder that was checked, never beside the link's target."""
+    checked = sticky_shared(tmp_path)
+    elsewhere = tmp_path / "elsewhere" / "deep"
+    elsewhere.mkdir(parents=True)
+    (checked / "lnk").symlink_to(elsewhere)
+    made = files.new_folder(checked / "lnk" / "..", "kubebuildx-run-", files.PRIVATE, US, "KUBEBUILDX_TEMP")
+    assert made.parent == checked
+    assert list((tmp_path / "elsewhere").iterdir()) == [elsewhere]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -208,20 +209,6 @@ def test_local_destinations(raw: dict[str, str], want: tuple[str, ...], tmp_path
     assert hostpaths.local_destinations((*inputs.outputs, *inputs.cache_to)) == want
 
 
-@pytest.mark.parametrize(
-    ("path", "root", "want"),
-    [
-        ("/github/runner_temp/kubebuildx/b/out", "/github/runner_temp",
-         ("/github/runner_temp/kubebuildx", "/github/runner_temp/kubebuildx/b",
-          "/github/runner_temp/kubebuildx/b/out")),
-        ("/github/workspace/dist", "/github/workspace", ("/github/workspace/dist",)),
-        ("/github/workspace", "/github/workspace", ()),
-    ],
-)  # fmt: skip
-def test_handed_over_folders_stop_at_the_root(path: str, root: str, want: tuple[str, ...]) -> None:
-    assert hostpaths.handed_over(path, root) == want
-
-
 def test_owner_root_and_roots() -> None:
     env = {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": "/github/workspace"}
     roots = hostpaths.ownership_roots({**env, "RUNNER_TEMP": "/github/runner_temp"})
@@ -232,3 +219,95 @@ def test_owner_root_and_roots() -> None:
     assert hostpaths.ownership_roots({"GITHUB_WORKSPACE": "/w", "RUNNER_TEMP": "/t"}) == (), "not the CLI"
     nested = ("/w", "/w/tmp")  # act on a self-hosted runner may nest them: the deeper one owns
     assert hostpaths.owner_root("/w/tmp/x", nested) == "/w/tmp"
+
+
+# ---- hand-over: what the build wrote chooses none of the files we chown ----------------------
+
+RUNNER_UID = 1001
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files away")
+
+
+class Chowns:
+    """os.chown's stand-in: the (device, inode) of each entry it was asked to change, looked up
+    the way os.chown would find it, so that a test needs no root and sees what would change."""
+
+    def __init__(self) -> None:
+        self.changed: list[tuple[int, int]] = []
+
+    def __call__(self, name: str, uid: int, gid: int, *, dir_fd: int, follow_symlinks: bool) -> None:
+        assert follow_symlinks is False, "a symlink is changed itself, never its target"
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        self.changed.append((st.st_dev, st.st_ino))
+
+
+def ids(*paths: Path) -> list[tuple[int, int]]:
+    return [(st.st_dev, st.st_ino) for st in (os.lstat(p) for p in paths)]
+
+
+def hostile_tree(tmp: Path) -> tuple[Path, Path]:
+    """A root (the workspace) whose build output holds symlinks to a file and a folder outside it."""
+    root, outside = tmp / "ws", tmp / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "dir" / "inner").write_text("not ours")
+    (outside / "file").write_text("not ours")
+    (root / "dist" / "sub").mkdir(parents=True)
+    (root / "dist" / "a").write_text("a")
+    (root / "dist" / "sub" / "b").write_text("b")
+    (root / "dist" / "to-file").symlink_to(outside / "file")
+    (root / "dist" / "sub" / "to-dir").symlink_to(outside / "dir")
+    (root / "lnk").symlink_to(outside / "dir")
+    return root, outside
+
+
+def test_chown_tree_changes_the_links_never_their_targets(tmp_path: Path) -> None:
+    root, outside = hostile_tree(tmp_path)
+    chowns = Chowns()
+    hostpaths.chown_tree(str(root / "dist" / "sub"), str(root), RUNNER_UID, RUNNER_UID, chowns)
+    dist = root / "dist"
+    want = ids(dist, dist / "sub", dist / "sub" / "b", dist / "sub" / "to-dir")
+    assert sorted(chowns.changed) == sorted(want), "the folders on the way, the tree, the link itself"
+    chowns.changed.clear()
+    hostpaths.chown_tree(str(root), str(root), RUNNER_UID, RUNNER_UID, chowns)
+    assert set(chowns.changed).isdisjoint(ids(root, *outside.rglob("*"))), "not the root, nothing outside"
+    assert set(ids(dist / "to-file", dist / "sub" / "to-dir", root / "lnk")) <= set(chowns.changed)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["lnk", "lnk/inner", "lnk/..", "lnk/../dir", "lnk/../file", "dist/sub/to-dir/inner", "dist/to-file"],
+)
+def test_chown_tree_refuses_a_path_through_a_symlink(tmp_path: Path, path: str) -> None:
+    root, _ = hostile_tree(tmp_path)
+    chowns = Chowns()
+    with pytest.raises(hostpaths.UnsafePathError, match="leads through a symlink"):
+        hostpaths.chown_tree(os.path.join(root, path), str(root), RUNNER_UID, RUNNER_UID, chowns)  # noqa: PTH118
+    assert chowns.changed == []
+
+
+def test_a_path_through_a_symlink_is_named_and_the_others_still_handed_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = hostile_tree(tmp_path)
+    if os.geteuid() == 0:  # the root's owner is who gets the files; root's own are left alone
+        os.chown(root, RUNNER_UID, RUNNER_UID)
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(root)}
+    chowns = Chowns()
+    hostpaths._chown_under_roots(["lnk/..", "dist/sub/b"], env, chowns)
+    assert chowns.changed == ids(root / "dist", root / "dist" / "sub", root / "dist" / "sub" / "b")
+    err = capsys.readouterr().err
+    assert f"{root}/lnk/..' leads through a symlink" in err and str(root) in err
+
+
+@AS_ROOT
+@pytest.mark.parametrize("path", ["lnk/..", "lnk/sub", "dist"])
+def test_hand_over_never_changes_a_file_outside_the_root(tmp_path: Path, path: str) -> None:
+    """Real chown, as the action runs it: what lies outside the workspace stays root's."""
+    root, outside = hostile_tree(tmp_path)
+    (outside / "dir" / "sub").mkdir()
+    os.chown(root, RUNNER_UID, RUNNER_UID)
+    hostpaths.hand_over([path], {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(root)})
+    for target in (outside, *outside.rglob("*")):
+        assert os.lstat(target).st_uid == 0, target
+    if path == "dist":
+        assert os.lstat(root / "dist" / "sub" / "to-dir").st_uid == RUNNER_UID
+        assert os.lstat(root / "dist" / "sub" / "b").st_uid == RUNNER_UID
