@@ -27,6 +27,10 @@ _PLATFORM_PREFIX = re.compile(
     r"(?: (?P<rest>[^\]]*))?\] ?(?P<tail>.*)$"
 )
 _OS_PREFIXES = ("linux/", "windows/", "darwin/", "freebsd/")
+# Vertexes that carry no platform in a multi-platform build, so none in a single-platform one
+# either: the definition, .dockerignore and context transfers, and a named build context
+# (``[context base] OCI load from client`` for --build-context base=oci-layout://...).
+_SHARED_PREFIXES = ("[internal]", "[context ")
 
 
 def parse_time(text: str | None) -> float | None:
@@ -220,7 +224,7 @@ def timings(vertexes: Iterable[Vertex], single: str = "") -> Timings:
     first: dict[str, float] = {}
     for v in vertexes:
         platform, label = split_name(v.name)
-        if not platform and single and label.startswith("[") and not label.startswith("[internal]"):
+        if not platform and single and label.startswith("[") and not label.startswith(_SHARED_PREFIXES):
             platform = single
         if not platform:
             if v.started is not None and v.completed is not None:

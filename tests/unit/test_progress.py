@@ -4,6 +4,13 @@ The fixtures in tests/fixtures/progress/ are client.SolveStatus lines as buildx
 --progress rawjson prints them (Go encoding/json, omitempty fields, RFC 3339
 timestamps with up to nanoseconds, log data base64), for a two-stage
 Dockerfile built on two native nodes, on one node, failing, and emulated.
+
+The *-warm and partly-cached fixtures were captured from buildx v0.36.1 and
+BuildKit v0.32.2 (a private buildkitd through buildx's remote driver, the
+busybox OCI layout as the build context ``busybox``), building a four-step
+Dockerfile: again after changing the file its COPY copies (partly-cached), for
+both platforms after a build of amd64 alone (one-platform-warm), and arm64
+alone after that (single-platform-warm).
 """
 
 from __future__ import annotations
@@ -321,3 +328,21 @@ def test_a_deep_graph_does_not_recurse() -> None:
     vertexes.append(Vertex("loop", "[linux/amd64 loop] RUN", 0.0, 1.0, inputs=("loop", "d4999")))
     t = progress.timings(vertexes)
     assert t.steps[0].label.startswith("[s 0]") and t.steps[-1].label.startswith("[loop]")
+
+
+# ---- named build contexts (captured from buildx and BuildKit) --------------------------------
+
+BUSYBOX_STEPS = [
+    "[build 1/4] RUN uname -m > /arch",
+    "[build 2/4] COPY app.txt /app.txt",
+    "[build 3/4] RUN cat /app.txt /arch > /built-on.txt",
+    "[stage-1 1/1] COPY --from=build /built-on.txt /",
+]
+
+
+def test_a_named_build_context_is_shared_in_a_single_platform_build_too() -> None:
+    """``[context busybox] ...`` carries no platform in a multi-platform build; a
+    single-platform build must not make it a step of its platform (nor a cache miss)."""
+    for fixture, single in (("single-platform-warm", "linux/arm64"), ("partly-cached", "")):
+        prog, _ = feed(fixture)
+        assert [s.label for s in prog.timings(single).steps] == BUSYBOX_STEPS
