@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kubebuildx import kube, pod_faults
+from kubebuildx import build, kube, pod_faults
 from kubebuildx.errors import ClusterError
 from kubebuildx.pod_faults import PodRef
 
@@ -274,3 +274,20 @@ def test_strict_listing_raises_on_a_forbidden_list(monkeypatch: pytest.MonkeyPat
     assert kube.list_pods(Conn(), ARM) == []  # type: ignore[arg-type]
     with pytest.raises(ClusterError, match="HTTP 403"):
         kube.list_pods(Conn(), ARM, strict=True)  # type: ignore[arg-type]
+
+
+# ---- the build's error: the pod's story first, buildx's own words kept -----------------------
+
+
+def test_with_fault_puts_the_pod_first_and_keeps_the_build_error() -> None:
+    from test_summary import result  # the summary's build result, failed
+
+    failed = result(error="ERROR: failed to solve: error reading from server: EOF")
+    fault = pod_faults.Fault((DELETED,), "re-run the job")
+    got = build.with_fault(failed, fault)
+    assert got.error.splitlines() == [DELETED, "ERROR: failed to solve: error reading from server: EOF"]
+    assert got.hint == "re-run the job"
+    error = build.failure(got, logged_in=False)
+    assert error is not None and error.hint == "re-run the job" and DELETED in error.message
+    assert build.with_fault(failed, None) is failed
+    assert build.with_fault(result(), fault) == result(), "a build that succeeded has no fault"
