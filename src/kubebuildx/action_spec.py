@@ -276,6 +276,11 @@ OUTPUTS: tuple[tuple[str, str], ...] = (
         "Empty when push or outputs is set.",
     ),
     ("durations", "Seconds each platform took to build, as JSON keyed by platform."),
+    (
+        "cache-hits",
+        "Build steps the cache served, as JSON keyed by platform: cached, steps, ratio "
+        '(e.g. `{"linux/amd64":{"cached":7,"steps":9,"ratio":0.778}}`).',
+    ),
     # artifacts.artifact_outputs
     ("artifact-ids", "IDs of the uploaded workflow artifacts, as JSON keyed by platform."),
     ("artifact-urls", "Download URLs of the uploaded workflow artifacts, as JSON keyed by platform."),

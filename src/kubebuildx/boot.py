@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubebuildx import cmd, kube, runner
@@ -23,6 +23,7 @@ from kubebuildx.builder import BuilderSpec, NodeSpec
 from kubebuildx.errors import BootstrapError, InputError
 from kubebuildx.inputs import parse_duration
 from kubebuildx.platforms import Platform
+from kubebuildx.pod_faults import PodRef, serving
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -252,6 +253,9 @@ class Booted:
 
     spec: BuilderSpec
     pod_nodes: Mapping[str, str]  # buildx node → Kubernetes node its pod runs on
+    # buildx node → the pods that could serve it when it booted (name, uid, node, restarts):
+    # after a failed build, pod_faults tells from them whether one was lost mid-build.
+    pods: Mapping[str, tuple[PodRef, ...]] = field(default_factory=dict)
 
 
 def start(connection: kube.Connection, spec: BuilderSpec, buildx: Sequence[str]) -> None:
@@ -286,9 +290,10 @@ def verify(connection: kube.Connection, spec: BuilderSpec) -> Booted:
     # One exec per node, side by side: each is a round trip through the API server.
     with ThreadPoolExecutor(max_workers=len(spec.nodes)) as pool:
         probes = list(pool.map(lambda node: _probe(connection, node), spec.nodes))
-    pod_nodes = {node.name: where for node, (_, where, _) in zip(spec.nodes, probes, strict=True) if where}
-    reported = {node.name: found for node, (_, _, found) in zip(spec.nodes, probes, strict=True)}
-    for node, (pod, where, found) in zip(spec.nodes, probes, strict=True):
+    pod_nodes = {node.name: where for node, (_, where, _, _) in zip(spec.nodes, probes, strict=True) if where}
+    reported = {node.name: found for node, (_, _, found, _) in zip(spec.nodes, probes, strict=True)}
+    pods = {node.name: refs for node, (_, _, _, refs) in zip(spec.nodes, probes, strict=True)}
+    for node, (pod, where, found, _) in zip(spec.nodes, probes, strict=True):
         runner.info(  # pod and node names come from the API server
             runner.one_line(
                 f"{node.name}: pod {pod or '?'} on {where or '?'}, BuildKit runs on "
@@ -297,15 +302,17 @@ def verify(connection: kube.Connection, spec: BuilderSpec) -> Booted:
             )
         )
     check_native(spec, reported, pod_nodes)
-    return Booted(spec, pod_nodes)
+    return Booted(spec, pod_nodes, pods)
 
 
-def _probe(connection: kube.Connection, node: NodeSpec) -> tuple[str, str, tuple[Platform, ...]]:
-    """(pod, Kubernetes node, platforms its BuildKit lists) for one builder node."""
+def _probe(
+    connection: kube.Connection, node: NodeSpec
+) -> tuple[str, str, tuple[Platform, ...], tuple[PodRef, ...]]:
+    """(pod, Kubernetes node, platforms its BuildKit lists, the pods that can serve) for one builder node."""
     pods = kube.list_pods(connection, node.name)
     running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
     if not running:
-        return "", "", ()
+        return "", "", (), ()
     pod = running[0].get("metadata", {}).get("name", "")
     where = running[0].get("spec", {}).get("nodeName", "")
     try:
@@ -316,4 +323,4 @@ def _probe(connection: kube.Connection, node: NodeSpec) -> tuple[str, str, tuple
             hint="the builder image must contain buildctl (moby/buildkit images do), and the user "
             "needs get and create on pods/exec (deploy/rbac.yaml)",
         ) from None
-    return pod, where, worker_platforms(text)
+    return pod, where, worker_platforms(text), serving(pods)

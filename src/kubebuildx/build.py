@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from kubebuildx.builder import BuilderSpec, buildx_command
 from kubebuildx.errors import BuildError
 from kubebuildx.inputs import Inputs, secret_file_name
 from kubebuildx.platforms import Platform
+from kubebuildx.pod_faults import Fault
 from kubebuildx.progress import Timings
 
 
@@ -190,6 +191,7 @@ class BuildResult:
     output_dir: str  # the local output folder; empty when push or outputs is set
     seconds: float
     error: str = ""
+    hint: str = ""  # the fix, when kubebuildx knows why the build failed (a builder pod was lost)
 
     @property
     def digest(self) -> str:
@@ -204,9 +206,18 @@ def failure(result: BuildResult, *, logged_in: bool) -> BuildError | None:
         return None
     return BuildError(
         result.error,
-        hint=registry.push_hint(result.error, logged_in=logged_in)
+        hint=result.hint
+        or registry.push_hint(result.error, logged_in=logged_in)
         or "the failing step's log is in the 'Building' group above",
     )
+
+
+def with_fault(result: BuildResult, fault: Fault | None) -> BuildResult:
+    """A failed build whose builder pod was lost: what happened to the pod first, then
+    buildx's own words (never replaced: they may say something the pods do not)."""
+    if fault is None or not result.error:
+        return result
+    return replace(result, error=runner.redact(f"{fault.message}\n{result.error}"), hint=fault.hint)
 
 
 def write_secrets(inputs: Inputs, folder: Path) -> tuple[tuple[str, Path], ...]:

@@ -154,17 +154,26 @@ def request(
 
 
 def get_items(
-    api: Any, path: str, server: str, what: str, query: dict[str, str] | None = None
+    api: Any,
+    path: str,
+    server: str,
+    what: str,
+    query: dict[str, str] | None = None,
+    *,
+    strict: bool = False,
 ) -> list[dict[str, Any]]:
-    """GET a list; an empty list when it is forbidden or absent."""
+    """GET a list; an empty list when it is forbidden or absent, or with ``strict`` a
+    ClusterError: where an empty list would mean "none left", not "cannot tell"."""
     status, body = request(api, "GET", path, server, what, query=query)
     if status != 200 or not isinstance(body, dict):
+        if strict:
+            raise ClusterError(f"{what} failed with HTTP {status} from {server}")
         return []
     items: list[dict[str, Any]] = body.get("items") or []
     return items
 
 
-def list_pods(connection: Connection, app: str) -> list[dict[str, Any]]:
+def list_pods(connection: Connection, app: str, *, strict: bool = False) -> list[dict[str, Any]]:
     """The pods of one builder node (buildx labels them ``app=<node>``)."""
     return get_items(
         connection.api,
@@ -172,6 +181,7 @@ def list_pods(connection: Connection, app: str) -> list[dict[str, Any]]:
         connection.server,
         "listing builder pods",
         query={"labelSelector": f"app={app}"},
+        strict=strict,
     )
 
 

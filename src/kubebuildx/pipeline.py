@@ -30,6 +30,7 @@ from kubebuildx import (
     hostpaths,
     kube,
     merge,
+    pod_faults,
     preflight,
     registry,
     run_folders,
@@ -115,7 +116,9 @@ def boot_builder(run: Run, connection: kube.Connection, spec: BuilderSpec) -> bo
     return booted
 
 
-def run_build(run: Run, booted: boot.Booted, docker_config: Path | None) -> build.BuildResult:
+def run_build(
+    run: Run, connection: kube.Connection, booted: boot.Booted, docker_config: Path | None
+) -> build.BuildResult:
     paths = build.prepare(run.inputs, run.workdir, run.output_dir(booted.spec))
     run.mark("build-start")
     with runner.group(f"Building {', '.join(str(p) for p in booted.spec.platforms)}"):
@@ -126,6 +129,8 @@ def run_build(run: Run, booted: boot.Booted, docker_config: Path | None) -> buil
             builder_id=build.builder_id(run.env),
             env=registry.tool_env(docker_config, run.store),
         )
+        if result.error:  # was a builder pod lost under the build? buildx only saw its stream break
+            result = build.with_fault(result, pod_faults.check(connection, booted.pods))
     run.mark("build-end")
     return result
 
@@ -195,7 +200,7 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, in_action
         plan = check(run, connection)
         spec = write_instance(run, connection, plan)
         booted = boot_builder(run, connection, spec)
-        result = run_build(run, booted, docker_config)
+        result = run_build(run, connection, booted, docker_config)
         publish(run, result)
         failure = build.failure(result, logged_in=docker_config is not None)
     finally:

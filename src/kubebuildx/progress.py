@@ -27,6 +27,10 @@ _PLATFORM_PREFIX = re.compile(
     r"(?: (?P<rest>[^\]]*))?\] ?(?P<tail>.*)$"
 )
 _OS_PREFIXES = ("linux/", "windows/", "darwin/", "freebsd/")
+# Vertexes that carry no platform in a multi-platform build, so none in a single-platform one
+# either: the definition, .dockerignore and context transfers, and a named build context
+# (``[context base] OCI load from client`` for --build-context base=oci-layout://...).
+_SHARED_PREFIXES = ("[internal]", "[context ")
 
 
 def parse_time(text: str | None) -> float | None:
@@ -166,6 +170,44 @@ class Step:
     cached: dict[str, bool]
 
 
+def is_build_step(label: str) -> bool:
+    """A step of the Dockerfile (FROM, RUN, COPY...), the ones the cache can serve.
+
+    ``[internal] load metadata for IMAGE`` is a step of each platform in a
+    multi-platform build, timed like the others, but it is a registry lookup
+    that BuildKit never marks cached: counted, a fully cached build would stay
+    below 100%, and the same build for one platform (where it is shared) would
+    count one step fewer.
+    """
+    return not label.startswith(_SHARED_PREFIXES)
+
+
+@dataclass(frozen=True)
+class CacheHits:
+    """How many of one platform's build steps the cache served."""
+
+    cached: int
+    steps: int
+
+    @property
+    def ratio(self) -> float | None:
+        return self.cached / self.steps if self.steps else None
+
+    def percent(self) -> str:
+        """Whole percent; 100% only when every step was cached, 0% only when none was."""
+        if not self.steps:
+            return "-"
+        value = round(100 * self.cached / self.steps)
+        if self.cached < self.steps:
+            value = min(value, 99)
+        if self.cached:
+            value = max(value, 1)
+        return f"{value}%"
+
+    def text(self) -> str:
+        return f"{self.cached}/{self.steps} steps ({self.percent()})" if self.steps else "no steps"
+
+
 @dataclass(frozen=True)
 class Timings:
     platforms: tuple[str, ...]
@@ -175,6 +217,20 @@ class Timings:
 
     def as_json(self) -> dict[str, float]:
         return {p: round(self.totals[p], 3) for p in self.platforms}
+
+    def cache_hits(self) -> dict[str, CacheHits]:
+        """Per platform: its build steps (``is_build_step``) and how many were cached."""
+        out = {}
+        for p in self.platforms:
+            mine = [s for s in self.steps if p in s.seconds and is_build_step(s.label)]
+            out[p] = CacheHits(sum(1 for s in mine if s.cached.get(p)), len(mine))
+        return out
+
+    def cache_hits_json(self) -> dict[str, dict[str, int | float | None]]:
+        return {
+            p: {"cached": h.cached, "steps": h.steps, "ratio": None if h.ratio is None else round(h.ratio, 3)}
+            for p, h in self.cache_hits().items()
+        }
 
 
 def _depths(vertexes: list[Vertex]) -> dict[str, int]:
@@ -220,7 +276,7 @@ def timings(vertexes: Iterable[Vertex], single: str = "") -> Timings:
     first: dict[str, float] = {}
     for v in vertexes:
         platform, label = split_name(v.name)
-        if not platform and single and label.startswith("[") and not label.startswith("[internal]"):
+        if not platform and single and label.startswith("[") and not label.startswith(_SHARED_PREFIXES):
             platform = single
         if not platform:
             if v.started is not None and v.completed is not None:

@@ -41,6 +41,7 @@ def step_outputs(result: BuildResult) -> dict[str, str]:
         "imageid": str(result.metadata.get("containerimage.config.digest", "")),
         "output-dir": result.output_dir,
         "durations": json.dumps(result.timings.as_json(), separators=(",", ":"), sort_keys=True),
+        "cache-hits": json.dumps(result.timings.cache_hits_json(), separators=(",", ":"), sort_keys=True),
     }
 
 
@@ -76,6 +77,8 @@ def timings_table(result: BuildResult) -> str:
                 cells.append(_fmt(step.seconds[c]))
         rows.append(f"| {_escape(label)} | " + " | ".join(cells) + " |")
     rows.append("| **Total** | " + " | ".join(f"**{_fmt(t.totals.get(c, 0.0))}**" for c in cols) + " |")
+    hits = t.cache_hits()
+    rows.append("| _Cache hits_ | " + " | ".join(hits[c].text() if c in hits else "-" for c in cols) + " |")
     return "\n".join(rows)
 
 
@@ -116,6 +119,8 @@ def console_table(result: BuildResult) -> str:
             ]
         )
     rows.append(["TOTAL", *(_fmt(t.totals.get(c, 0.0)) for c in cols)])
+    hits = t.cache_hits()
+    rows.append(["CACHE HITS", *(hits[c].text() if c in hits else "-" for c in cols)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows)
 

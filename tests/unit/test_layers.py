@@ -35,6 +35,7 @@ ORDER = (
     "preflight",
     "builder",
     "buildx_store",
+    "pod_faults",  # the builder's pods: recorded when it boots, judged when its build fails
     "boot",
     "build",
     "merge",

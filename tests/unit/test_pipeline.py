@@ -55,6 +55,8 @@ class FakeCluster:
     delete_status: int = 200  # what the API answers a DELETE of a Deployment
     on_build: Callable[[], None] | None = None  # e.g. a SIGTERM arriving mid-build
     on_rm: Callable[[], None] | None = None
+    replaced: set[str] = field(default_factory=set)  # builder nodes whose pod was replaced
+    pods_status: int = 200  # what the API answers a list of pods (403: RBAC forbids it)
     commands: list[list[str]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
 
@@ -79,6 +81,8 @@ class FakeCluster:
             return (200, {}) if self.namespace_exists else (404, {})
         if path.endswith("/pods"):
             app = (query or {})["labelSelector"].removeprefix("app=")
+            if self.pods_status != 200:
+                return self.pods_status, {"kind": "Status", "reason": "Forbidden"}
             return 200, {"items": [self.pod(app)]}
         if path.endswith("/events"):
             return 200, {"items": []}
@@ -109,8 +113,10 @@ class FakeCluster:
                 },
             }
         arch = "arm64" if app.endswith("arm64") else "amd64"
+        if app in self.replaced:
+            name = f"{app}-5d9c7b8f6d-h8k2m"
         return {
-            "metadata": {"name": name},
+            "metadata": {"name": name, "uid": f"uid-{name}"},
             "spec": {"nodeName": NODES[f"linux/{arch}"]},
             "status": {"phase": "Running"},
         }
@@ -348,6 +354,43 @@ def test_a_failed_build_still_writes_outputs_and_summary_then_exits_6(
     assert err.startswith("error: context canceled\n")  # the build's own errors, as BuildKit reported them
     assert 'process "/bin/sh -c make test" did not complete successfully: exit code: 2' in err
     assert job.cluster.removed(), "cleanup still removes the builder"
+
+
+def test_a_builder_pod_lost_mid_build_is_named_and_outputs_and_summary_are_still_written(
+    job: Job, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arm = f"{BUILDER}-linux-arm64"
+    job.cluster.build_fails = True
+    job.cluster.on_build = lambda: job.cluster.replaced.add(arm)
+    assert cli.main(build_argv()) == 6
+    out, err = capsys.readouterr()
+    assert groups(out)[-2:] == ["Outputs and summary", "Cleanup"]
+    lost = (
+        f"builder pod builds/{arm}-5d9c7b8f6d-x2x7q on node arm-1 was deleted during the build "
+        f"(the Deployment replaced it with {arm}-5d9c7b8f6d-h8k2m)"
+    )
+    assert err.startswith(f"error: {lost}")
+    assert "context canceled" in err, "buildx's own words are kept"
+    assert "Fix: re-run the job" in err and "kubectl describe node arm-1" in err
+    assert file_commands(job.output_file)["builder"] == BUILDER
+    assert lost in job.summary_file.read_text()
+    assert job.cluster.removed()
+
+
+def test_pods_that_cannot_be_listed_after_a_failed_build_leave_its_error_as_it_was(
+    job: Job, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def forbid() -> None:
+        job.cluster.replaced.add(f"{BUILDER}-linux-arm64")
+        job.cluster.pods_status = 403
+
+    job.cluster.build_fails = True
+    job.cluster.on_build = forbid
+    assert cli.main(build_argv()) == 6
+    _, err = capsys.readouterr()
+    assert err.startswith("error: context canceled\n")
+    assert "builder pod" not in err and "builder pod" not in job.summary_file.read_text()
+    assert "the failing step's log is in the 'Building' group above" in err
 
 
 def test_an_upload_failure_comes_after_the_summary(

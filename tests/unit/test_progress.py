@@ -4,6 +4,13 @@ The fixtures in tests/fixtures/progress/ are client.SolveStatus lines as buildx
 --progress rawjson prints them (Go encoding/json, omitempty fields, RFC 3339
 timestamps with up to nanoseconds, log data base64), for a two-stage
 Dockerfile built on two native nodes, on one node, failing, and emulated.
+
+The *-warm and partly-cached fixtures were captured from buildx v0.36.1 and
+BuildKit v0.32.2 (a private buildkitd through buildx's remote driver, the
+busybox OCI layout as the build context ``busybox``), building a four-step
+Dockerfile: again after changing the file its COPY copies (partly-cached), for
+both platforms after a build of amd64 alone (one-platform-warm), and arm64
+alone after that (single-platform-warm).
 """
 
 from __future__ import annotations
@@ -321,3 +328,117 @@ def test_a_deep_graph_does_not_recurse() -> None:
     vertexes.append(Vertex("loop", "[linux/amd64 loop] RUN", 0.0, 1.0, inputs=("loop", "d4999")))
     t = progress.timings(vertexes)
     assert t.steps[0].label.startswith("[s 0]") and t.steps[-1].label.startswith("[loop]")
+
+
+# ---- cache hits: which steps count, and how many of them the cache served --------------------
+
+BUSYBOX_STEPS = [
+    "[build 1/4] RUN uname -m > /arch",
+    "[build 2/4] COPY app.txt /app.txt",
+    "[build 3/4] RUN cat /app.txt /arch > /built-on.txt",
+    "[stage-1 1/1] COPY --from=build /built-on.txt /",
+]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "single", "hits"),
+    [
+        # the COPY'd file changed: the RUN before it is cached, it and everything after not
+        ("partly-cached", "", {"linux/amd64": (1, 4), "linux/arm64": (1, 4)}),
+        # amd64 was built before, arm64 never
+        ("one-platform-warm", "", {"linux/amd64": (4, 4), "linux/arm64": (0, 4)}),
+        ("single-platform-warm", "linux/arm64", {"linux/arm64": (4, 4)}),
+        # [internal] load metadata is a step of each platform here, but no build step
+        ("multi-platform", "", {"linux/amd64": (2, 4), "linux/arm64": (0, 4)}),
+        ("single-platform", "linux/arm64", {"linux/arm64": (2, 4)}),
+        ("failure", "", {"linux/amd64": (0, 1), "linux/arm64": (0, 1)}),
+        ("emulated", "", {"linux/amd64": (1, 3), "linux/arm64": (1, 3)}),
+    ],
+)
+def test_cache_hits(fixture: str, single: str, hits: dict[str, tuple[int, int]]) -> None:
+    prog, _ = feed(fixture)
+    got = prog.timings(single).cache_hits()
+    assert {p: (h.cached, h.steps) for p, h in got.items()} == hits
+
+
+def test_partly_cached_steps_are_marked_per_platform() -> None:
+    prog, out = feed("partly-cached")
+    t = prog.timings()
+    assert [s.label for s in t.steps] == BUSYBOX_STEPS
+    assert [s.cached for s in t.steps] == [
+        {"linux/amd64": True, "linux/arm64": True},
+        {"linux/amd64": False, "linux/arm64": False},
+        {"linux/amd64": False, "linux/arm64": False},
+        {"linux/amd64": False, "linux/arm64": False},
+    ]
+    assert "#8 CACHED [linux/amd64 build 1/4] RUN uname -m > /arch" in out
+    assert t.cache_hits_json() == {
+        "linux/amd64": {"cached": 1, "steps": 4, "ratio": 0.25},
+        "linux/arm64": {"cached": 1, "steps": 4, "ratio": 0.25},
+    }
+
+
+def test_one_platform_warm_hits_differ_per_platform() -> None:
+    prog, _ = feed("one-platform-warm")
+    t = prog.timings()
+    assert [s.label for s in t.steps] == BUSYBOX_STEPS
+    assert all(s.cached == {"linux/amd64": True, "linux/arm64": False} for s in t.steps)
+    assert {p: h.text() for p, h in t.cache_hits().items()} == {
+        "linux/amd64": "4/4 steps (100%)",
+        "linux/arm64": "0/4 steps (0%)",
+    }
+
+
+def test_a_named_build_context_is_shared_in_a_single_platform_build_too() -> None:
+    """``[context busybox] ...`` carries no platform in a multi-platform build; a
+    single-platform build must not make it a step of its platform (nor a cache miss)."""
+    for fixture, single in (("single-platform-warm", "linux/arm64"), ("partly-cached", "")):
+        prog, _ = feed(fixture)
+        assert [s.label for s in prog.timings(single).steps] == BUSYBOX_STEPS
+
+
+@pytest.mark.parametrize(
+    ("label", "counted"),
+    [
+        ("[build 1/3] FROM docker.io/library/alpine:3.20", True),
+        ("[stage-1 1/1] COPY --from=build /src/arch.txt /", True),
+        ("[2/3] RUN make", True),
+        ("RUN make", True),
+        ("[internal] load metadata for docker.io/library/alpine:3.20", False),
+        ("[internal] load build context", False),
+        ("[context busybox] OCI load from client", False),
+    ],
+)
+def test_is_build_step(label: str, counted: bool) -> None:
+    assert progress.is_build_step(label) is counted
+
+
+@pytest.mark.parametrize(
+    ("cached", "steps", "text", "ratio"),
+    [
+        (7, 9, "7/9 steps (78%)", 0.7777777777777778),
+        (0, 4, "0/4 steps (0%)", 0.0),
+        (4, 4, "4/4 steps (100%)", 1.0),
+        (199, 200, "199/200 steps (99%)", 0.995),  # never 100% while a step ran
+        (1, 1000, "1/1000 steps (1%)", 0.001),  # never 0% once a step was cached
+        (0, 0, "no steps", None),
+    ],
+)
+def test_cache_hits_text(cached: int, steps: int, text: str, ratio: float | None) -> None:
+    hits = progress.CacheHits(cached, steps)
+    assert hits.text() == text
+    assert hits.ratio == ratio
+
+
+def test_a_platform_with_only_internal_steps_has_no_ratio() -> None:
+    t = progress.timings([Vertex("a", "[linux/amd64 internal] load metadata for x", 0.0, 1.0)])
+    assert t.cache_hits_json() == {"linux/amd64": {"cached": 0, "steps": 0, "ratio": None}}
+
+
+def test_a_step_run_twice_is_cached_only_when_both_were() -> None:
+    vs = [
+        Vertex("a", "[linux/amd64 build 1/1] RUN x", 0.0, 0.0, cached=True),
+        Vertex("b", "[linux/amd64 build 1/1] RUN x", 1.0, 2.0),
+    ]
+    hits = progress.timings(vs).cache_hits()["linux/amd64"]
+    assert (hits.cached, hits.steps) == (0, 1)

@@ -22,9 +22,9 @@ PODS = {"kbx-demo-linux-amd64": "amd-1", "kbx-demo-linux-arm64": "arm-1"}
 DIGEST = "sha256:0d2f1b2c3e4a5b6c7d8e9f00112233445566778899aabbccddeeff0011223344"
 
 
-def timings() -> Timings:
+def timings(fixture: str = "multi-platform") -> Timings:
     prog = progress.Progress()
-    for line in (FIXTURES / "multi-platform.jsonl").read_text().splitlines():
+    for line in (FIXTURES / f"{fixture}.jsonl").read_text().splitlines():
         prog.feed(line)
     return prog.timings()
 
@@ -56,6 +56,7 @@ def test_outputs() -> None:
     out = summary.step_outputs(result(metadata=metadata))
     assert sorted(out) == [
         "builder",
+        "cache-hits",
         "digest",
         "durations",
         "imageid",
@@ -72,6 +73,10 @@ def test_outputs() -> None:
     assert out["output-dir"] == "/runner/_temp/kbx/out"
     assert json.loads(out["metadata"]) == metadata
     assert json.loads(out["durations"]) == {"linux/amd64": 13.68, "linux/arm64": 20.87}
+    assert json.loads(out["cache-hits"]) == {
+        "linux/amd64": {"cached": 2, "steps": 4, "ratio": 0.5},
+        "linux/arm64": {"cached": 0, "steps": 4, "ratio": 0.0},
+    }
     assert json.loads(out["nodes"]) == [
         {
             "name": "kbx-demo-linux-amd64",
@@ -89,7 +94,7 @@ def test_outputs() -> None:
         },
     ]
     # compact JSON, one line each: the runner's output file takes them as they are
-    assert "\n" not in out["nodes"] + out["metadata"] + out["durations"]
+    assert "\n" not in out["nodes"] + out["metadata"] + out["durations"] + out["cache-hits"]
     assert ": " not in out["durations"]
 
 
@@ -120,6 +125,7 @@ def test_markdown() -> None:
         "| [build 3/3] RUN uname -m > arch.txt && make | 12.0s | 16.5s |",
         "| [stage-1 1/1] COPY --from=build /src/arch.txt / | 0.1s | 0.2s |",
         "| **Total** | **13.7s** | **20.9s** |",
+        "| _Cache hits_ | 2/4 steps (50%) | 0/4 steps (0%) |",
         "",
         f"Digest: `{DIGEST}`",
         "",
@@ -130,7 +136,7 @@ def test_markdown() -> None:
 def test_table_has_a_row_per_step_and_a_column_per_platform() -> None:
     table = summary.timings_table(result()).splitlines()
     t = timings()
-    assert len(table) == 2 + 1 + len(t.steps) + 1  # head, separator, node row, steps, total
+    assert len(table) == 2 + 1 + len(t.steps) + 2  # head, separator, node row, steps, total, cache hits
     assert all(row.count(" | ") == 2 for row in table if row.startswith("| "))
 
 
@@ -184,12 +190,16 @@ def test_a_platform_without_a_step_has_empty_cells() -> None:
     rows = summary.timings_table(result(timings=t)).splitlines()
     assert rows[3] == "| [build 1/1] RUN make | 1.0s |  |"
     assert rows[4] == "| **Total** | **1.0s** | **0.0s** |"
+    assert rows[5] == "| _Cache hits_ | 0/1 steps (0%) | - |"
 
 
 def test_console_table() -> None:
     lines = summary.console_table(result()).splitlines()
+    start = lines[0].index("linux/amd64")
     assert lines[0].split() == ["STEP", "linux/amd64", "linux/arm64"]
-    assert lines[-1].split() == ["TOTAL", "13.7s", "20.9s"]
+    assert lines[-2].split() == ["TOTAL", "13.7s", "20.9s"]
+    assert lines[-1].startswith("CACHE HITS ")
+    assert lines[-1][start:].split("  ") == ["2/4 steps (50%)", "0/4 steps (0%)"]
     assert lines[4].split()[-2:] == ["12.0s", "16.5s"]
     start = lines[0].index("linux/amd64")  # the step column is padded alike on every line
     assert all(line[start - 2 : start] == "  " and line[start] != " " for line in lines)
@@ -201,3 +211,34 @@ def test_console_table() -> None:
 )
 def test_durations(seconds: float, text: str) -> None:
     assert summary._fmt(seconds) == text
+
+
+def test_a_partly_cached_build_marks_each_cell_and_counts_hits_per_platform() -> None:
+    """Captured: amd64 built before, arm64 never (tests/fixtures/progress/one-platform-warm.jsonl)."""
+    r = result(timings=timings("one-platform-warm"))
+    rows = summary.timings_table(r).splitlines()
+    assert rows[3:] == [
+        "| [build 1/4] RUN uname -m > /arch | cached | 0.2s |",
+        "| [build 2/4] COPY app.txt /app.txt | cached | 0.1s |",
+        "| [build 3/4] RUN cat /app.txt /arch > /built-on.txt | cached | 0.3s |",
+        "| [stage-1 1/1] COPY --from=build /built-on.txt / | cached | 0.0s |",
+        "| **Total** | **0.0s** | **0.6s** |",
+        "| _Cache hits_ | 4/4 steps (100%) | 0/4 steps (0%) |",
+    ]
+    assert json.loads(summary.step_outputs(r)["cache-hits"]) == {
+        "linux/amd64": {"cached": 4, "steps": 4, "ratio": 1.0},
+        "linux/arm64": {"cached": 0, "steps": 4, "ratio": 0.0},
+    }
+    console = summary.console_table(r).splitlines()
+    assert console[1].split()[-2:] == ["cached", "0.2s"]
+    assert console[-1].split() == ["CACHE", "HITS", "4/4", "steps", "(100%)", "0/4", "steps", "(0%)"]
+
+
+def test_a_failed_build_still_counts_its_hits() -> None:
+    r = result(timings=timings("failure"), error="ERROR: failed to solve")
+    assert summary.timings_table(r).splitlines()[-1] == "| _Cache hits_ | 0/1 steps (0%) | 0/1 steps (0%) |"
+    assert json.loads(summary.step_outputs(r)["cache-hits"])["linux/arm64"] == {
+        "cached": 0,
+        "steps": 1,
+        "ratio": 0.0,
+    }
