@@ -25,6 +25,7 @@ from kubebuildx import (
     build,
     builder,
     buildx_store,
+    cache,
     cleanup,
     files,
     hostpaths,
@@ -125,6 +126,7 @@ def run_build(run: Run, booted: boot.Booted, docker_config: Path | None) -> buil
             paths,
             builder_id=build.builder_id(run.env),
             env=registry.tool_env(docker_config, run.store),
+            cache_v2=cache.speaks_v2(run.env),
         )
     run.mark("build-end")
     return result

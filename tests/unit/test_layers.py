@@ -36,6 +36,7 @@ ORDER = (
     "builder",
     "buildx_store",
     "boot",
+    "cache",  # cache-from / cache-to as buildx gets them: part of the build's argv
     "build",
     "merge",
     "artifacts",
