@@ -129,7 +129,7 @@ class CacheService:
     def methods_called(self) -> list[str]:
         return [c.method for c in self.calls]
 
-    def keys(self, *, scope: str | None = None) -> list[str]:
+    def finalized_keys(self, *, scope: str | None = None) -> list[str]:
         """Finalized keys, oldest first."""
         return [e.key for e in self.entries if e.finalized and scope in (None, e.scope)]
 

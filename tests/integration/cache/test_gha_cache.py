@@ -139,7 +139,7 @@ def test_a_cold_builder_reads_back_what_another_exported_to_the_cache_service_v2
     assert exported == f"type=gha,mode=max,version=2,scope={scope}"
     assert cache_service.token not in " ".join(argv), "the token goes to buildx in its environment"
     assert {"CreateCacheEntry", "FinalizeCacheEntryUpload"} <= set(service.methods_called())
-    keys = service.keys(scope=BRANCH_SCOPE)
+    keys = service.finalized_keys(scope=BRANCH_SCOPE)
     # BuildKit's index key is index-<scope>-1-<hash of the token's write scope>#<n>
     assert any(k.startswith(f"index-{scope}-1-") for k in keys), keys
     assert any(k.startswith("buildkit-blob-1-sha256:") for k in keys), keys
@@ -170,7 +170,7 @@ def test_two_single_platform_legs_sharing_the_cache_keep_an_index_each(
                 tools, daemon, tmp_path / leg.slug, context, job, cache_to="type=gha,mode=max", target=leg
             )
         assert not run_step(steps)
-    keys = cache_service.service.keys()
+    keys = cache_service.service.finalized_keys()
     for leg in legs:
         assert any(k.startswith(f"index-buildkit-{leg.slug}-1-") for k in keys), keys
     for leg in legs:
