@@ -219,17 +219,24 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
-        service = self.server.service
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         method = self.path[len(SERVICE_PATH) :] if self.path.startswith(SERVICE_PATH) else ""
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode(errors="replace")
+        self._answer(method, body)
+
+    def do_GET(self) -> None:
+        """No GET route: the v1 API (``/_apis/artifactcache/``) is not served, as on GitHub."""
+        self._answer("", None)
+
+    def _answer(self, method: str, body: Any) -> None:
+        service = self.server.service
         auth = self.headers.get("Authorization", "")
         with service._lock:
-            try:
-                body: Any = json.loads(raw)
-            except ValueError:
-                body = raw.decode(errors="replace")
             status, reply = self._dispatch(service, method, auth, body)
-            service.calls.append(Call(method or self.path, body, status, auth))
+            service.calls.append(Call(method or f"{self.command} {self.path}", body, status, auth))
         payload = json.dumps(reply).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -89,8 +89,10 @@ def run_build(
     cache_from: str = "",
     cache_to: str = "",
     target: Platform = HOST,
-) -> tuple[list[str], dict[str, bool]]:
-    """One ``buildx build`` as kubebuildx makes it, on a remote builder for ``daemon``."""
+    cache_v2: bool | None = None,
+) -> tuple[list[str], dict[str, bool], subprocess.CompletedProcess[str]]:
+    """One ``buildx build`` as kubebuildx makes it, on a remote builder for ``daemon``.
+    ``cache_v2`` overrides kubebuildx's decision, to show what buildx does without it."""
     env = tool_env(tmp, tools)
     name = f"kbx-cache-{secrets.token_hex(4)}"
     remote_builder(tools, daemon, name, env)
@@ -101,7 +103,7 @@ def run_build(
         builder=name,
         platforms=(target,),
         paths=build.BuildPaths(tmp / f"{name}.json", tmp / f"{name}-out"),
-        cache_v2=cache.speaks_v2(job_env),
+        cache_v2=cache.speaks_v2(job_env) if cache_v2 is None else cache_v2,
         buildx=(str(tools.buildx),),
     )
     proc = subprocess.run(
@@ -112,10 +114,13 @@ def run_build(
         timeout=600,
         check=False,
     )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:] + "\n" + daemon.log.read_text()[-2000:]
-    built = tmp / f"{name}-out" / target.folder
-    assert (built / "copied").read_text() == (context / "nonce").read_text()
-    return argv, vertexes(proc.stdout + proc.stderr)
+    if cache_v2 is None:
+        assert proc.returncode == 0, (
+            (proc.stdout + proc.stderr)[-4000:] + "\n" + daemon.log.read_text()[-2000:]
+        )
+        built = tmp / f"{name}-out" / target.folder
+        assert (built / "copied").read_text() == (context / "nonce").read_text()
+    return argv, vertexes(proc.stdout + proc.stderr), proc
 
 
 def run_step(steps: Mapping[str, bool]) -> bool:
@@ -132,7 +137,7 @@ def test_a_cold_builder_reads_back_what_another_exported_to_the_cache_service_v2
     service = cache_service.service
 
     with run_buildkitd(tools) as first:
-        argv, steps = run_build(tools, first, tmp_path, context, job, cache_to="type=gha,mode=max")
+        argv, steps, _ = run_build(tools, first, tmp_path, context, job, cache_to="type=gha,mode=max")
     assert not run_step(steps), "the first build is cold"
     scope = f"buildkit-{HOST.slug}"
     exported = argv[argv.index("--cache-to") + 1]
@@ -147,7 +152,7 @@ def test_a_cold_builder_reads_back_what_another_exported_to_the_cache_service_v2
 
     service.calls.clear()
     with run_buildkitd(tools) as second:
-        argv, steps = run_build(tools, second, tmp_path, context, job, cache_from="type=gha")
+        argv, steps, _ = run_build(tools, second, tmp_path, context, job, cache_from="type=gha")
     assert argv[argv.index("--cache-from") + 1] == f"type=gha,version=2,scope={scope}"
     assert run_step(steps), f"the cold second builder should find the step in the cache: {steps}"
     lookups = [c for c in service.calls if c.method == "GetCacheEntryDownloadURL"]
@@ -166,7 +171,7 @@ def test_two_single_platform_legs_sharing_the_cache_keep_an_index_each(
     legs = (Platform("linux", "amd64"), Platform("linux", "arm64"))
     for leg in legs:
         with run_buildkitd(tools) as daemon:
-            _, steps = run_build(
+            _, steps, _ = run_build(
                 tools, daemon, tmp_path / leg.slug, context, job, cache_to="type=gha,mode=max", target=leg
             )
         assert not run_step(steps)
@@ -175,7 +180,31 @@ def test_two_single_platform_legs_sharing_the_cache_keep_an_index_each(
         assert any(k.startswith(f"index-buildkit-{leg.slug}-1-") for k in keys), keys
     for leg in legs:
         with run_buildkitd(tools) as daemon:
-            _, steps = run_build(
+            _, steps, _ = run_build(
                 tools, daemon, tmp_path / f"{leg.slug}-again", context, job, cache_from="type=gha", target=leg
             )
         assert run_step(steps), f"{leg} should rebuild from its own index: {steps}"
+
+
+def test_without_version_2_buildx_speaks_v1_to_the_results_service_and_the_export_fails(
+    tools: Tools, cache_service: RunningCache, tmp_path: Path
+) -> None:
+    """Why kubebuildx adds version=2: with only the variables a container action gets, buildx
+    sends ACTIONS_RESULTS_URL as a v1 `url`, and BuildKit asks it for /_apis/artifactcache/,
+    which the results service does not serve."""
+    context = make_context(tmp_path / "ctx")
+    with run_buildkitd(tools) as daemon:
+        argv, _, proc = run_build(
+            tools,
+            daemon,
+            tmp_path,
+            context,
+            cache_service.env(),
+            cache_to="type=gha,mode=max",
+            cache_v2=False,
+        )
+    assert argv[argv.index("--cache-to") + 1] == f"type=gha,mode=max,scope=buildkit-{HOST.slug}"
+    assert proc.returncode != 0, "a v1 export to the results service should fail"
+    called = cache_service.service.methods_called()
+    assert called and all(m.startswith("GET /_apis/artifactcache/cache?") for m in called), called
+    assert {c.status for c in cache_service.service.calls} == {404}
