@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from kubebuildx import cleanup, cmd, hostpaths, kubeconfig, pipeline, registry, runner
+from kubebuildx import cache, cleanup, cmd, hostpaths, kubeconfig, pipeline, registry, runner
 from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import KubebuildxError
 from kubebuildx.inputs import Inputs, parse_inputs
@@ -35,6 +35,8 @@ def mask_secret_inputs(env: Mapping[str, str]) -> None:
     runner.mask(env.get("INPUT_KUBECONFIG", "").strip())
     runner.mask(env.get("INPUT_PASSWORD", ""))
     runner.mask(env.get("INPUT_DOCKER-CONFIG", "").strip())
+    runner.mask(env.get("ACTIONS_RUNTIME_TOKEN", ""))  # buildx gets it for the gha cache
+    cache.mask_tokens([env.get("INPUT_CACHE-FROM", ""), env.get("INPUT_CACHE-TO", "")])
 
 
 def main(env: Mapping[str, str] | None = None) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kubebuildx import cmd, files, progress, registry, runner
+from kubebuildx import cache, cmd, files, progress, registry, runner
 from kubebuildx import platforms as plat
 from kubebuildx.boot import Booted
 from kubebuildx.builder import BuilderSpec, buildx_command
@@ -141,17 +141,19 @@ def argv(
     platforms: Sequence[Platform],
     paths: BuildPaths,
     builder_id: str = "",
+    cache_v2: bool = False,
     buildx: Sequence[str] = ("buildx",),
 ) -> list[str]:
-    """The whole ``buildx build`` command line, in build-push-action's order."""
+    """The whole ``buildx build`` command line, in build-push-action's order. ``cache_v2``: the
+    job has GitHub's cache service v2 (``cache.speaks_v2``)."""
     return [
         *buildx, "build", "--builder", builder, "--progress", "rawjson",
         *_each("--allow", inputs.allow),
         *_each("--annotation", inputs.annotations),
         *_each("--build-arg", inputs.build_args),
         *_each("--build-context", inputs.build_contexts),
-        *_each("--cache-from", inputs.cache_from),
-        *_each("--cache-to", inputs.cache_to),
+        *_each("--cache-from", cache.entries(inputs.cache_from, platforms=platforms, service_v2=cache_v2)),
+        *_each("--cache-to", cache.entries(inputs.cache_to, platforms=platforms, service_v2=cache_v2)),
         *secret_env_args(inputs),
         *_each("--file", [inputs.file] if inputs.file else []),
         *_each("--label", inputs.labels),
@@ -251,7 +253,13 @@ def _metadata(path: Path) -> dict[str, Any]:
 
 
 def run(
-    inputs: Inputs, booted: Booted, paths: BuildPaths, *, builder_id: str, env: Mapping[str, str]
+    inputs: Inputs,
+    booted: Booted,
+    paths: BuildPaths,
+    *,
+    builder_id: str,
+    env: Mapping[str, str],
+    cache_v2: bool = False,
 ) -> BuildResult:
     """``buildx build``, its progress shown as a plain log. A failed build is a
     result with its error (the last error lines), not an exception, so that the
@@ -263,8 +271,11 @@ def run(
         platforms=spec.platforms,
         paths=paths,
         builder_id=builder_id,
+        cache_v2=cache_v2,
         buildx=buildx_command(),
     )
+    for note in cache.notes(inputs.cache_to, spec.platforms):
+        runner.info(note)
     prog = progress.Progress()
 
     def show(line: str) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from kubebuildx import __version__, cancel, kubeconfig, runner
+from kubebuildx import __version__, cache, cancel, kubeconfig, runner
 from kubebuildx.action_spec import INPUTS
 from kubebuildx.errors import InputError, KubebuildxError
 from kubebuildx.inputs import parse_inputs
@@ -151,6 +151,8 @@ def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
     if getattr(args, "password_stdin", False):
         raw["password"] = sys.stdin.read().strip()
     runner.mask(raw.get("password", ""))
+    runner.mask(os.environ.get("ACTIONS_RUNTIME_TOKEN", ""))  # buildx gets it for the gha cache
+    cache.mask_tokens([raw.get("cache-from", ""), raw.get("cache-to", "")])
     if raw.get("docker-config"):  # the CLI takes the file, the action its content
         path = Path(raw["docker-config"])
         if not path.is_file():

@@ -25,6 +25,7 @@ from kubebuildx import (
     build,
     builder,
     buildx_store,
+    cache,
     cleanup,
     files,
     hostpaths,
@@ -128,6 +129,7 @@ def run_build(
             paths,
             builder_id=build.builder_id(run.env),
             env=registry.tool_env(docker_config, run.store),
+            cache_v2=cache.speaks_v2(run.env),
         )
         if result.error:  # was a builder pod lost under the build? buildx only saw its stream break
             result = build.with_fault(result, pod_faults.check(connection, booted.pods))

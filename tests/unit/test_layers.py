@@ -37,6 +37,7 @@ ORDER = (
     "buildx_store",
     "pod_faults",  # the builder's pods: recorded when it boots, judged when its build fails
     "boot",
+    "cache",  # cache-from / cache-to as buildx gets them: part of the build's argv
     "build",
     "merge",
     "artifacts",

@@ -1,0 +1,114 @@
+"""The ``cache-from`` and ``cache-to`` entries as buildx gets them.
+
+The inputs keep build-push-action's meaning; kubebuildx adds two things a
+container action cannot get otherwise, and only where the entry does not say:
+
+- **GitHub's cache service v2 for ``type=gha``.** buildx speaks v2 only when an
+  entry has ``version=2`` or ``ACTIONS_CACHE_SERVICE_V2`` is true, and the
+  runner sets that variable for node actions only, never for a container action
+  (buildx v0.36.1 build/opt.go, ``addGithubToken``). With ``ACTIONS_RESULTS_URL``
+  in the job, an entry that names neither ``version`` nor a ``url``/``url_v2``
+  gets ``version=2``. buildx then fills in ``url_v2`` from ``ACTIONS_RESULTS_URL``
+  and ``token`` from ``ACTIONS_RUNTIME_TOKEN`` itself: the token goes to buildx
+  through its environment (``cmd.needed_env``), never on its command line, which
+  we print and any local user can read in ``/proc``.
+- **A scope per platform in a single-platform build.** BuildKit's gha cache
+  keeps one index per scope (default ``buildkit``, cache/remotecache/gha
+  ``getConfig``); two matrix legs writing it overwrite each other's index, so
+  each leg would find only the other's layers. A ``type=gha`` entry without
+  ``scope=`` gets ``buildkit-<os>-<arch>`` when the build has one platform, in
+  ``cache-from`` and ``cache-to`` alike. A registry ``ref`` is a name the user
+  chose and may read elsewhere: it is never rewritten, only noted (``notes``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+
+from kubebuildx import runner
+from kubebuildx.platforms import Platform
+
+DEFAULT_GHA_SCOPE = "buildkit"  # BuildKit cache/remotecache/gha getConfig
+SECRET_ATTRS = ("token", "ghtoken")  # the runtime token, and a GitHub token for the REST API
+
+
+def attrs(entry: str) -> dict[str, str]:
+    """An entry's fields as buildx parses it (util/buildflags/cache.go): keys lowercased, a
+    lone value without ``=`` is a registry ref. Unparsable text gives no fields: buildx
+    itself reports it."""
+    try:
+        fields = next(csv.reader(io.StringIO(entry)), [])
+    except csv.Error:
+        return {}
+    if len(fields) == 1 and "=" not in fields[0]:
+        return {"type": "registry", "ref": fields[0].strip()}
+    out: dict[str, str] = {}
+    for field in fields:
+        key, sep, value = field.partition("=")
+        if sep:
+            out[key.strip().lower()] = value
+    return out
+
+
+def speaks_v2(env: Mapping[str, str]) -> bool:
+    """The job has GitHub's results service, which serves cache v2 (actions/toolkit's cache
+    reads ``ACTIONS_RESULTS_URL`` for v2)."""
+    return bool(env.get("ACTIONS_RESULTS_URL"))
+
+
+def gha_scope(platforms: Sequence[Platform]) -> str:
+    """The scope a ``type=gha`` entry without one gets: per platform in a single-platform build."""
+    if len(platforms) == 1:
+        return f"{DEFAULT_GHA_SCOPE}-{platforms[0].slug}"
+    return ""
+
+
+def for_buildx(entry: str, *, platforms: Sequence[Platform], service_v2: bool) -> str:
+    """One entry as buildx gets it: the user's text, with fields appended where it is silent."""
+    fields = attrs(entry)
+    if fields.get("type") != "gha":
+        return entry
+    added = []
+    if service_v2 and not {"version", "url", "url_v2"} & set(fields):
+        added.append("version=2")
+    scope = gha_scope(platforms)
+    if scope and "scope" not in fields:
+        added.append(f"scope={scope}")
+    return ",".join([entry, *added])
+
+
+def entries(values: Iterable[str], *, platforms: Sequence[Platform], service_v2: bool) -> list[str]:
+    return [for_buildx(v, platforms=platforms, service_v2=service_v2) for v in values]
+
+
+def notes(cache_to: Iterable[str], platforms: Sequence[Platform]) -> list[str]:
+    """What the log says about a single-platform build exporting to a registry ref that names no
+    platform: a matrix leg of another platform exporting there replaces it."""
+    if len(platforms) != 1:
+        return []
+    platform = platforms[0]
+    out = []
+    for entry in cache_to:
+        fields = attrs(entry)
+        ref = fields.get("ref", "")
+        if fields.get("type") != "registry" or not ref:
+            continue
+        if platform.arch in ref.rpartition("/")[2]:
+            continue
+        out.append(
+            f"cache-to {ref} is one cache for every platform: a matrix job of another platform "
+            f"exporting there replaces this one's; to keep one per platform, add the platform to "
+            f"the ref (e.g. {ref}-{platform.slug}) in cache-to and cache-from."
+        )
+    return out
+
+
+def mask_tokens(values: Iterable[str]) -> None:
+    """A ``token=`` or ``ghtoken=`` written into a cache entry is a secret like any other."""
+    for value in values:
+        for line in value.splitlines():
+            fields = attrs(line)
+            for key in SECRET_ATTRS:
+                runner.mask(fields.get(key, ""))
