@@ -183,21 +183,17 @@ def test_with_two_replicas_the_next_build_survives_losing_one(cenv: dict[str, st
         assert first.proc.returncode == 0, first.text[-4000:]
         assert deployments(cenv, builder) == [arm]
         wait_for(lambda: len(running(cenv, arm)) == 2, 120, "the builder never had two running replicas")
-        lost = running(cenv, arm)[0]["metadata"]["name"]
-        # One replica only: delete-builder-pod deletes every pod of the Deployment, so through
-        # the API, with no grace period, as the harness deletes them.
-        from kubebuildx import kube
-
-        api = kube.api_client(cenv["KUBEBUILDX_KUBECONFIG_ADMIN"])
-        status, _ = kube.request(
-            api,
-            "DELETE",
-            f"/api/v1/namespaces/{ns}/pods/{lost}",
-            "test",
-            "test",
-            body={"gracePeriodSeconds": 0},
+        # --one deletes the first pod by name, grace 0; podkit kills its BuildKit
+        lost = sorted(p["metadata"]["name"] for p in running(cenv, arm))[0]
+        deleted = subprocess.run(
+            [str(SCRIPTS_CLUSTER), "delete-builder-pod", ns, arm, "--one"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
-        assert status in (200, 202), status
+        assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+        assert deleted.stdout.count("deleted pod ") == 1 and f"deleted pod {ns}/{lost}" in deleted.stdout
         wait_for(
             lambda: lost not in {p["metadata"]["name"] for p in pods_of(cenv, arm)},
             60,

@@ -123,7 +123,7 @@ def test_verify_prints_the_pods_and_nodes_on_one_line(
     bad: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=(AMD64,))
-    monkeypatch.setattr(boot, "_probe", lambda connection, node: (f"pod{bad}", f"node{bad}", (AMD64,)))
+    monkeypatch.setattr(boot, "_probe", lambda connection, node: (f"pod{bad}", f"node{bad}", (AMD64,), ()))
     boot.verify(connection(), spec)
     out = capsys.readouterr().out
     assert_inert(out)
