@@ -85,7 +85,9 @@ def explain_connection_error(exc: BaseException, server: str) -> ClusterError:
             hint="check the server address in the kubeconfig and that the runner can reach it "
             "(firewall, VPN, private endpoint)",
         )
-    return ClusterError(f"cannot talk to the API server at {server}: {type(exc).__name__}")
+    status = getattr(exc, "status", None)  # an ApiException's HTTP status: 0 for a transport error
+    detail = f" (HTTP {status})" if isinstance(status, int) and status else ""
+    return ClusterError(f"cannot talk to the API server at {server}: {type(exc).__name__}{detail}")
 
 
 def explain_status(status: int, server: str, what: str) -> ClusterError:
@@ -201,18 +203,25 @@ def exec_in_pod(api: Any, namespace: str, pod: str, argv: list[str]) -> str:
     from kubernetes import client
     from kubernetes.stream import stream
 
-    core = client.CoreV1Api(api)
-    out: str = stream(
-        core.connect_get_namespaced_pod_exec,
-        pod,
-        namespace,
-        command=argv,
-        stderr=False,
-        stdin=False,
-        stdout=True,
-        tty=False,
-        _request_timeout=API_TIMEOUT,
-    )
+    # stream() swaps the client's call_api for a websocket one while it runs, and puts back
+    # what it found: two execs side by side on a shared client can leave the websocket one in
+    # place for good, and any call meanwhile goes through it (seen: a pod list answered
+    # "Handshake status 200 OK"). A client of its own per exec shares nothing.
+    own = client.ApiClient(api.configuration)
+    try:
+        out: str = stream(
+            client.CoreV1Api(own).connect_get_namespaced_pod_exec,
+            pod,
+            namespace,
+            command=argv,
+            stderr=False,
+            stdin=False,
+            stdout=True,
+            tty=False,
+            _request_timeout=API_TIMEOUT,
+        )
+    finally:
+        own.close()  # type: ignore[no-untyped-call]
     return out
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubebuildx import kube, runner
+from kubebuildx.errors import KubebuildxError
 from kubebuildx.runner import one_line
 
 # Event reasons that say why a pod went away or its container stopped.
@@ -278,6 +279,9 @@ def check(connection: kube.Connection, before: Mapping[str, Sequence[PodRef]]) -
         now = {node: kube.list_pods(connection, node, strict=True) for node in before}
         events = kube.list_events(connection)  # optional: empty when listing events is not allowed
         return judge(connection.namespace, before, now, events)
+    except KubebuildxError as exc:  # ours: its message names no secret
+        runner.debug(runner.one_line(f"cannot tell whether a builder pod was lost: {exc}"))
+        return None
     except Exception as exc:  # noqa: BLE001 - never let the diagnosis hide the build's own error
         runner.debug(f"cannot read the builder's pods after the build: {type(exc).__name__}")
         return None

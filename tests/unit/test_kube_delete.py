@@ -81,3 +81,24 @@ def test_delete_builder_deletes_what_buildx_rm_does(
     connection: Any = SimpleNamespace(api=object(), server="https://10.0.0.1:6443")
     assert kube.delete_builder(connection, "ci", ("b-linux-amd64",), kind) == left
     assert api.deleted == deleted
+
+
+def test_an_exec_never_swaps_the_shared_clients_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubernetes.stream swaps call_api on the client it is given and restores what it found;
+    two execs side by side on the shared client could leave the websocket transport there."""
+    from kubernetes import client
+    from kubernetes import stream as stream_module
+
+    shared = client.ApiClient(client.Configuration())
+    original = shared.call_api
+    seen = []
+
+    def fake_stream(api_method: Any, *args: Any, **kwargs: Any) -> str:
+        seen.append(api_method.__self__.api_client)
+        api_method.__self__.api_client.call_api = "websocket"  # what a lost race leaves behind
+        return "out"
+
+    monkeypatch.setattr(stream_module, "stream", fake_stream)
+    assert kube.exec_in_pod(shared, "ns", "pod", ["buildctl", "debug", "workers"]) == "out"
+    assert seen and seen[0] is not shared
+    assert shared.call_api == original
