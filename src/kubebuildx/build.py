@@ -274,7 +274,7 @@ def run(
         cache_v2=cache_v2,
         buildx=buildx_command(),
     )
-    for note in cache.notes(inputs.cache_to, spec.platforms):
+    for note in cache.notes(inputs.cache_from, inputs.cache_to, spec.platforms):
         runner.info(note)
     prog = progress.Progress()
 

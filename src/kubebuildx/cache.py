@@ -17,8 +17,11 @@ container action cannot get otherwise, and only where the entry does not say:
   ``getConfig``); two matrix legs writing it overwrite each other's index, so
   each leg would find only the other's layers. A ``type=gha`` entry without
   ``scope=`` gets ``buildkit-<os>-<arch>`` when the build has one platform, in
-  ``cache-from`` and ``cache-to`` alike. A registry ``ref`` is a name the user
-  chose and may read elsewhere: it is never rewritten, only noted (``notes``).
+  ``cache-from`` and ``cache-to`` alike. The same goes for a registry ``ref``
+  whose last path component names no architecture: its tag gets ``-<os>-<arch>``
+  (``app:cache`` -> ``app:cache-linux-arm64``; no tag: ``app:linux-arm64``), said
+  in the log (``notes``). A ref that names the architecture is the user's choice
+  and is left alone; a digest ref is never touched.
 """
 
 from __future__ import annotations
@@ -65,9 +68,41 @@ def gha_scope(platforms: Sequence[Platform]) -> str:
     return ""
 
 
+def platform_ref(ref: str, platforms: Sequence[Platform]) -> str:
+    """The registry cache ref a single-platform build uses: its own per platform, unless the
+    ref already names the architecture (the user chose) or is a digest."""
+    if len(platforms) != 1 or not ref or "@" in ref:
+        return ref
+    platform = platforms[0]
+    head, slash, last = ref.rpartition("/")
+    if platform.arch in last:
+        return ref
+    name, colon, tag = last.partition(":")
+    tagged = f"{name}:{tag}-{platform.slug}" if colon else f"{name}:{platform.slug}"
+    return f"{head}{slash}{tagged}"
+
+
+def _registry_for_buildx(entry: str, fields: Mapping[str, str], platforms: Sequence[Platform]) -> str:
+    ref = fields.get("ref", "")
+    own = platform_ref(ref, platforms)
+    if own == ref:
+        return entry
+    if "=" not in entry:  # a lone ref
+        return own
+    parts = next(csv.reader(io.StringIO(entry)), [])
+    rewritten = [
+        f"{key}={own}" if key.strip().lower() == "ref" else part
+        for part in parts
+        for key in [part.partition("=")[0]]
+    ]
+    return ",".join(rewritten)
+
+
 def for_buildx(entry: str, *, platforms: Sequence[Platform], service_v2: bool) -> str:
     """One entry as buildx gets it: the user's text, with fields appended where it is silent."""
     fields = attrs(entry)
+    if fields.get("type") == "registry":
+        return _registry_for_buildx(entry, fields, platforms)
     if fields.get("type") != "gha":
         return entry
     added = []
@@ -83,25 +118,20 @@ def entries(values: Iterable[str], *, platforms: Sequence[Platform], service_v2:
     return [for_buildx(v, platforms=platforms, service_v2=service_v2) for v in values]
 
 
-def notes(cache_to: Iterable[str], platforms: Sequence[Platform]) -> list[str]:
-    """What the log says about a single-platform build exporting to a registry ref that names no
-    platform: a matrix leg of another platform exporting there replaces it."""
-    if len(platforms) != 1:
-        return []
-    platform = platforms[0]
+def notes(cache_from: Iterable[str], cache_to: Iterable[str], platforms: Sequence[Platform]) -> list[str]:
+    """What the log says about registry refs a single-platform build made its own."""
     out = []
-    for entry in cache_to:
-        fields = attrs(entry)
-        ref = fields.get("ref", "")
-        if fields.get("type") != "registry" or not ref:
-            continue
-        if platform.arch in ref.rpartition("/")[2]:
-            continue
-        out.append(
-            f"cache-to {ref} is one cache for every platform: a matrix job of another platform "
-            f"exporting there replaces this one's; to keep one per platform, add the platform to "
-            f"the ref (e.g. {ref}-{platform.slug}) in cache-to and cache-from."
-        )
+    for what, values in (("cache-from", cache_from), ("cache-to", cache_to)):
+        for entry in values:
+            fields = attrs(entry)
+            ref = fields.get("ref", "")
+            own = platform_ref(ref, platforms) if fields.get("type") == "registry" else ref
+            if own != ref:
+                out.append(
+                    f"{what}: {ref} -> {own}: a single-platform job keeps a registry cache of its own, "
+                    "so that a matrix job of another platform exporting to the same ref does not "
+                    "replace it; name the architecture in the ref to choose it yourself"
+                )
     return out
 
 

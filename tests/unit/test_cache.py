@@ -57,9 +57,32 @@ def test_attrs_parse_as_buildx_does(entry: str, expected: dict[str, str]) -> Non
         # ...unless the user named one: legs that share it on purpose keep sharing it
         ("type=gha,scope=app", (ARM64,), False, "type=gha,scope=app"),
         ("type=gha,SCOPE=app", (ARM64,), True, "type=gha,SCOPE=app,version=2"),
+        # a registry ref of a single-platform build: one of its own per platform
+        (
+            "type=registry,ref=r/app:cache,mode=max",
+            (ARM64,),
+            True,
+            "type=registry,ref=r/app:cache-linux-arm64,mode=max",
+        ),
+        ("r/app:cache", (ARM64,), True, "r/app:cache-linux-arm64"),
+        (
+            "type=registry,ref=127.0.0.1:5000/app",
+            (AMD64,),
+            False,
+            "type=registry,ref=127.0.0.1:5000/app:linux-amd64",
+        ),
+        # ...unless it names the architecture already, or is a digest, or the build has several
+        ("type=registry,ref=r/app:cache-arm64", (ARM64,), True, "type=registry,ref=r/app:cache-arm64"),
+        ("type=registry,ref=r/app-arm64:cache", (ARM64,), True, "type=registry,ref=r/app-arm64:cache"),
+        (
+            "type=registry,ref=r/app@sha256:" + "a" * 64,
+            (ARM64,),
+            True,
+            "type=registry,ref=r/app@sha256:" + "a" * 64,
+        ),
+        ("type=registry,ref=r/app:cache", BOTH, True, "type=registry,ref=r/app:cache"),
+        ("r/app:cache", BOTH, True, "r/app:cache"),
         # other types are never touched, one platform or not
-        ("type=registry,ref=r/app:cache,mode=max", (ARM64,), True, "type=registry,ref=r/app:cache,mode=max"),
-        ("r/app:cache", (ARM64,), True, "r/app:cache"),
         ("type=local,dest=/w/cache", (ARM64,), True, "type=local,dest=/w/cache"),
         ("type=inline", (ARM64,), True, "type=inline"),
     ],
@@ -84,23 +107,27 @@ def test_speaks_v2_when_the_job_has_the_results_service(env: dict[str, str], exp
 @pytest.mark.parametrize(
     ("cache_to", "platforms", "noted"),
     [
-        (["type=registry,ref=r/app:cache"], (ARM64,), ["r/app:cache"]),
-        (["r/app:cache"], (ARM64,), ["r/app:cache"]),
+        (["type=registry,ref=r/app:cache"], (ARM64,), [("r/app:cache", "r/app:cache-linux-arm64")]),
+        (["r/app:cache"], (ARM64,), [("r/app:cache", "r/app:cache-linux-arm64")]),
         (["type=registry,ref=r/app:cache-arm64"], (ARM64,), []),  # already one per platform
         (["type=registry,ref=r/app-arm64:cache"], (ARM64,), []),
         (["type=registry,ref=r/app:cache"], BOTH, []),  # one build for all: nothing to replace
         (["type=gha", "type=local,dest=/w/c"], (ARM64,), []),
-        (["type=registry,ref=127.0.0.1:5000/amd64/app:cache"], (AMD64,), ["127.0.0.1:5000/amd64/app:cache"]),
+        (
+            ["type=registry,ref=127.0.0.1:5000/amd64/app:cache"],
+            (AMD64,),
+            [("127.0.0.1:5000/amd64/app:cache", "127.0.0.1:5000/amd64/app:cache-linux-amd64")],
+        ),
     ],
 )
-def test_notes_name_a_registry_ref_every_platform_shares(
-    cache_to: list[str], platforms: tuple[Platform, ...], noted: list[str]
+def test_notes_say_which_registry_refs_became_per_platform(
+    cache_to: list[str], platforms: tuple[Platform, ...], noted: list[tuple[str, str]]
 ) -> None:
-    got = cache.notes(cache_to, platforms)
-    assert len(got) == len(noted)
-    for note, ref in zip(got, noted, strict=True):
-        assert note.startswith(f"cache-to {ref} is one cache for every platform")
-        assert f"{ref}-{platforms[0].slug}" in note
+    got = cache.notes(cache_to, cache_to, platforms)
+    assert len(got) == 2 * len(noted)
+    for note, (ref, own) in zip(got, noted * 2, strict=True):
+        assert f": {ref} -> {own}: a single-platform job keeps a registry cache of its own" in note
+    assert all(n.startswith("cache-from") for n in got[: len(noted)])
 
 
 def test_the_runtime_token_never_reaches_the_command_line(
