@@ -34,6 +34,7 @@ def mask_secret_inputs(env: Mapping[str, str]) -> None:
     """Before anything is printed, in each step: the post step is a process of its own."""
     runner.mask(env.get("INPUT_KUBECONFIG", "").strip())
     runner.mask(env.get("INPUT_PASSWORD", ""))
+    runner.mask(env.get("INPUT_TOKEN", "").strip())
     runner.mask(env.get("INPUT_DOCKER-CONFIG", "").strip())
 
 
