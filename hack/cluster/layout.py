@@ -49,6 +49,9 @@ APISERVER_PORT = 16443
 CONTROLLER_MANAGER_PORT = 16457
 SCHEDULER_PORT = 16459
 KWOK_PORTS = {"amd64": 16250, "arm64": 16251}
+# The loopback stand-in for GitHub's OIDC issuer (hack/cluster/oidc.py): discovery and JWKS
+# over TLS, which the apiserver's --authentication-config points at.
+OIDC_ISSUER_PORT = 16480
 
 NAMESPACE = "buildkit"
 SERVICE_ACCOUNT = "kubebuildx"
