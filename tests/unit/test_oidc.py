@@ -314,3 +314,46 @@ def test_rbac_names_the_subject_the_cluster_saw(username: str, context: str, sta
         preflight.raise_for_rbac(preflight.REQUIRED[:1], "buildkit", preflight.subject(username, context))
     assert str(exc.value).startswith(starts)
     assert (preflight.OIDC_BINDINGS in str(exc.value)) == bool(username)
+
+
+# ---- deploy/github-oidc agrees with the code and with deploy/rbac.yaml ---------------------------
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def test_the_shipped_authentication_config_trusts_github_for_our_default_audience() -> None:
+    import yaml
+
+    config = yaml.safe_load((DEPLOY / "github-oidc" / "authentication-config.yaml").read_text())
+    assert (config["apiVersion"], config["kind"]) == (
+        "apiserver.config.k8s.io/v1",
+        "AuthenticationConfiguration",
+    )
+    (jwt_config,) = config["jwt"]
+    assert jwt_config["issuer"]["url"] == oidc.GITHUB_ISSUER
+    assert oidc.DEFAULT_AUDIENCE in jwt_config["issuer"]["audiences"]
+    assert "discoveryURL" not in jwt_config["issuer"], "users fetch GitHub's own discovery document"
+    assert jwt_config["claimMappings"]["username"] == {"claim": "sub", "prefix": "github:"}
+    assert jwt_config["claimValidationRules"], "not every GitHub repository in the world"
+
+
+def test_the_shipped_bindings_give_one_subject_the_role_of_rbac_yaml() -> None:
+    import yaml
+
+    rbac = {
+        (d["kind"], d["metadata"]["name"])
+        for d in yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text())
+        if d
+    }
+    bindings = [d for d in yaml.safe_load_all((DEPLOY / "github-oidc" / "rolebinding.yaml").read_text()) if d]
+    wanted = {("Role", "kubebuildx"), ("ClusterRole", "kubebuildx-nodes")}
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == wanted
+    assert wanted <= rbac
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "User",
+                "name": "github:repo:acme/widgets:ref:refs/heads/main",
+            }
+        ]
