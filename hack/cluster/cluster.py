@@ -23,7 +23,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import platform
 import shutil
 import socket
 import ssl
@@ -82,7 +81,7 @@ def daemons(lay: Layout) -> list[Daemon]:
         # fetches its discovery document: the --authentication-config below points there.
         d(
             "oidc-issuer",
-            [sys.executable, str(HERE / "oidc.py"), "serve", f"--pki={p}", f"--port={L.OIDC_ISSUER_PORT}"],
+            [L.OIDC_PYTHON, str(HERE / "oidc.py"), "serve", f"--pki={p}", f"--port={L.OIDC_ISSUER_PORT}"],
         ),
         d(
             "kube-apiserver",
@@ -601,7 +600,7 @@ def pinned_version(daemon_name: str) -> str:
         "buildkitd-": L.BUILDKIT_VERSION,
         "kwok-": L.KWOK_VERSION,
         "dockerd": L.APT_PACKAGES["docker.io"].split("+")[0],
-        "oidc-issuer": platform.python_version(),  # `python --version`: the interpreter that runs oidc.py
+        "oidc-issuer": L.OIDC_PYTHON_VERSION,  # `python3 --version` of the interpreter that runs oidc.py
     }
     for prefix, version in pins.items():
         if daemon_name.startswith(prefix):

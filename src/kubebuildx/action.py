@@ -58,7 +58,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
 def from_job(inputs: Inputs, env: Mapping[str, str], mounts: hostpaths.Mounts) -> Inputs:
     """``$KUBECONFIG`` and ``$DOCKER_CONFIG`` that earlier steps exported (azure/k8s-set-context,
     docker/login-action), used when the inputs leave them empty, as the container sees them."""
-    if inputs.mode == "build" and not inputs.kubeconfig.strip() and env.get("KUBECONFIG"):
+    if inputs.mode == "build" and not (inputs.kubeconfig.strip() or inputs.server) and env.get("KUBECONFIG"):
         files = hostpaths.env_paths("KUBECONFIG", env["KUBECONFIG"], mounts)
         text = kubeconfig.merge_files(files, lambda p: hostpaths.path_in("$KUBECONFIG", p, mounts))
         inputs = replace(inputs, kubeconfig=text)

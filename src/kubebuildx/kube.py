@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,10 @@ class Connection:
 TOKEN_FILE = "token"  # noqa: S105 - a file name; in the run's private folder, next to the kubeconfig that names it
 
 
-def exec_runs(env: Mapping[str, str]) -> Callable[[str], bool]:
-    """Whether a kubeconfig's exec plugin can run here: never in the action (its container has
-    no cloud CLIs), and in the CLI when its command is on PATH."""
-    return lambda command: env.get("GITHUB_ACTIONS") != "true" and shutil.which(command) is not None
+def exec_runs(command: str) -> bool:
+    """Whether a kubeconfig's exec plugin can run here: its command is on PATH. Never in the
+    action's container, which has no cloud CLIs; the CLI's host may have them."""
+    return shutil.which(command) is not None
 
 
 def cluster_config(inputs: Inputs, env: Mapping[str, str]) -> kubeconfig.Kubeconfig:
@@ -59,7 +59,7 @@ def cluster_config(inputs: Inputs, env: Mapping[str, str]) -> kubeconfig.Kubecon
         return kubeconfig.cluster_only(inputs.server, inputs.certificate_authority_data)
     if inputs.kubeconfig.strip():
         return kubeconfig.parse(
-            inputs.kubeconfig, context=inputs.kube_context, own_user=own_user, exec_runs=exec_runs(env)
+            inputs.kubeconfig, context=inputs.kube_context, own_user=own_user, exec_runs=exec_runs
         )
     if inputs.kube_context:
         raise InputError(

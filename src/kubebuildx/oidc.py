@@ -261,6 +261,8 @@ class TokenFile:
         while not self._stopped.wait(max(self.next_refresh - self._clock(), 0.0)):
             try:
                 self.refresh()
+            except cancel.Cancelled:  # the job is ending: its cleanup stops us anyway
+                return
             except (KubebuildxError, OSError) as exc:
                 if self._stopped.is_set():
                     return

@@ -79,6 +79,8 @@ def test_the_action_refuses_an_exec_plugin_before_any_network_call(
             "INPUT_KUBECONFIG": exec_kubeconfig(listener.getsockname()[1], "aws"),
             "INPUT_PLATFORMS": "linux/amd64",
             "INPUT_CONTEXT": str(ROOT / "tests" / "fixtures" / "contexts" / "multistage"),
+            # as in the action's container: no aws (this machine may have one, e.g. a pyenv shim)
+            "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin",
         }
     )
     run = subprocess.run([str(KUBEBUILDX), "action"], env=env, capture_output=True, text=True, timeout=60)
