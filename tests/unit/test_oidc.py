@@ -357,3 +357,78 @@ def test_the_shipped_bindings_give_one_subject_the_role_of_rbac_yaml() -> None:
                 "name": "github:repo:acme/widgets:ref:refs/heads/main",
             }
         ]
+
+
+# ---- kube.connect writes the user the credential asks for ----------------------------------------
+
+
+@pytest.fixture
+def no_api_client(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]:
+    made: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(kube, "api_client", lambda path, token_file=None: made.append((path, token_file)))
+    return made
+
+
+CLUSTER = {"server": "https://203.0.113.10:6443", "certificate-authority-data": "LS0tLS1CRUdJTi0tLS0t"}
+
+
+def test_connect_with_github_oidc_writes_a_token_file_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_api_client: list[tuple[str, str | None]]
+) -> None:
+    import yaml
+
+    token = jwt(iat=0, exp=300)
+    monkeypatch.setattr(oidc.IdTokenSource, "_get", lambda self: Response(200, {"value": token}))
+    try:
+        connection = kube.connect(parse_inputs({"auth": "github-oidc", **CLUSTER}), ENV, tmp_path)
+    finally:
+        oidc.stop_all()
+    written = yaml.safe_load(connection.kubeconfig_path.read_text())
+    assert written["users"] == [{"name": "kubebuildx", "user": {"tokenFile": str(tmp_path / "token")}}]
+    assert written["clusters"][0]["cluster"] == CLUSTER
+    assert (tmp_path / "token").read_text().strip() == token
+    assert stat.S_IMODE((tmp_path / "token").stat().st_mode) == 0o600
+    assert token not in connection.kubeconfig_path.read_text()
+    assert no_api_client == [(str(connection.kubeconfig_path), str(tmp_path / "token"))]
+    assert connection.credential == "github-oidc"
+
+
+def test_connect_with_a_token_input_writes_that_token_as_the_user(
+    tmp_path: Path, no_api_client: list[tuple[str, str | None]]
+) -> None:
+    import yaml
+
+    secret = "FAKE-TOKEN-input-kubebuildx-0006"
+    connection = kube.connect(parse_inputs({"token": secret, **CLUSTER}), {}, tmp_path)
+    written = yaml.safe_load(connection.kubeconfig_path.read_text())
+    assert written["users"] == [{"name": "kubebuildx", "user": {"token": secret}}]
+    assert connection.credential == "token" and no_api_client[0][1] is None
+
+
+def test_without_the_permission_connect_fails_before_writing_anything(
+    tmp_path: Path, no_api_client: list[tuple[str, str | None]]
+) -> None:
+    with pytest.raises(CredentialError, match="id-token: write"):
+        kube.connect(parse_inputs({"auth": "github-oidc", **CLUSTER}), {"GITHUB_ACTIONS": "true"}, tmp_path)
+    assert list(tmp_path.iterdir()) == [] and no_api_client == []
+
+
+def test_every_request_reads_the_token_file_again(tmp_path: Path) -> None:
+    """The kubernetes client reads a tokenFile once; our hook makes it read the refreshed one."""
+
+    class Configuration:
+        def __init__(self) -> None:
+            self.api_key: dict[str, str] = {}
+
+    (tmp_path / "token").write_text("first-token\n")
+    configuration = Configuration()
+    kube._read_token(configuration, str(tmp_path / "token"))
+    assert configuration.api_key["BearerToken"] == "Bearer first-token"
+    (tmp_path / "token").write_text("second-token\n")
+    kube._read_token(configuration, str(tmp_path / "token"))
+    assert configuration.api_key["BearerToken"] == "Bearer second-token"
+    (tmp_path / "token").unlink()
+    kube._read_token(configuration, str(tmp_path / "token"))
+    assert configuration.api_key["BearerToken"] == "Bearer second-token", (
+        "the last one, for the cluster to judge"
+    )
