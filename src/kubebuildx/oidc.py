@@ -123,8 +123,8 @@ def missing_permission(missing: list[str], on_github: bool) -> CredentialError:
         return CredentialError(
             "auth: github-oidc asks GitHub Actions for an ID token, and this is not a GitHub Actions job "
             f"({' and '.join(missing)} not set)",
-            hint="outside GitHub Actions give a kubeconfig with credentials, or a token "
-            "(kubebuildx build --token-file ...)",
+            hint="outside GitHub Actions give a kubeconfig with credentials, or a token in a file "
+            "(kubebuildx build --token FILE ...)",
         )
     return CredentialError(
         f"auth: github-oidc needs an ID token from GitHub, but {' and '.join(missing)} "
