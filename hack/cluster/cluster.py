@@ -40,6 +40,7 @@ from typing import Any
 import images
 import install
 import layout as L
+import oidc
 import pki
 import podkit
 from kube import Kube
@@ -48,6 +49,7 @@ from proc import Daemon, HarnessError, processes_under, run, say, wait_for
 
 HERE = Path(__file__).resolve().parent
 RBAC = L.REPO / "deploy" / "rbac.yaml"
+OIDC_BINDINGS = L.REPO / "deploy" / "github-oidc" / "rolebinding.yaml"
 FAULT_TAINT = "kubebuildx.dev/fault=true:NoSchedule"
 TOKEN_SECONDS = 7 * 24 * 3600
 # podkit.py needs only the standard library; a fixed interpreter keeps its argv[0], by which
@@ -81,6 +83,12 @@ def daemons(lay: Layout) -> list[Daemon]:
                 "--log-level=warn",
             ],
         ),
+        # GitHub's OIDC issuer on loopback (hack/cluster/oidc.py), before the apiserver that
+        # fetches its discovery document: the --authentication-config below points there.
+        d(
+            "oidc-issuer",
+            [L.OIDC_PYTHON, str(HERE / "oidc.py"), "serve", f"--pki={p}", f"--port={L.OIDC_ISSUER_PORT}"],
+        ),
         d(
             "kube-apiserver",
             [
@@ -97,6 +105,8 @@ def daemons(lay: Layout) -> list[Daemon]:
                 f"--service-account-signing-key-file={p / 'sa.key'}",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--authorization-mode=RBAC",
+                # deploy/github-oidc/authentication-config.yaml, discovery on the loopback issuer
+                f"--authentication-config={lay.run / 'authentication-config.yaml'}",
                 # buildx's builder Deployment runs its container privileged.
                 "--allow-privileged=true",
                 # The kubelet API (exec, logs) is served by kwok on each node's port.
@@ -268,6 +278,10 @@ def write_component_configs(lay: Layout) -> set[str]:
             changed.add(f"kwok-{arch}")
     if _write(lay.run / "podkit.registry", L.registry() + "\n", mode=0o644):
         changed.add("podkit")
+    # The shipped AuthenticationConfiguration with discovery on the loopback issuer.
+    oidc.ensure(p)
+    if _write(lay.run / "authentication-config.yaml", oidc.rendered(p), mode=0o644):
+        changed.add("kube-apiserver")
     # The registry the buildkitds were configured for, for `env` (KUBEBUILDX_REGISTRY may differ later).
     _write(lay.run / "registry", L.registry() + "\n", mode=0o644)
     return changed
@@ -339,6 +353,7 @@ def node_ready(kube: Kube, name: str) -> bool:
 def readiness(lay: Layout, kube: Kube) -> dict[str, Callable[[], bool]]:
     checks: dict[str, Callable[[], bool]] = {
         "etcd": lambda: _insecure_get(f"http://127.0.0.1:{L.ETCD_CLIENT_PORT}/health"),
+        "oidc-issuer": lambda: _insecure_get(oidc.discovery_url()),
         "kube-apiserver": kube.ready,
         "kube-controller-manager": lambda: _insecure_get(
             f"https://127.0.0.1:{L.CONTROLLER_MANAGER_PORT}/healthz"
@@ -388,6 +403,8 @@ def bootstrap_objects(kube: Kube) -> None:
     if not RBAC.exists():
         raise HarnessError(f"{RBAC} is missing; the limited identity is bound to exactly that RBAC")
     for obj in load_manifests(RBAC):
+        kube.apply(obj)
+    for obj in load_manifests(OIDC_BINDINGS):  # acme/widgets' main branch, as users bind theirs
         kube.apply(obj)
 
 
@@ -551,6 +568,7 @@ def pinned_version(daemon_name: str) -> str:
         "kube-": L.KUBERNETES_VERSION,
         "kwok-": L.KWOK_VERSION,
         "dockerd": L.APT_PACKAGES["docker.io"].split("+")[0],
+        "oidc-issuer": L.OIDC_PYTHON_VERSION,  # `python3 --version` of the interpreter that runs oidc.py
     }
     for prefix, version in pins.items():
         if daemon_name.startswith(prefix):
@@ -670,6 +688,7 @@ def _ports() -> list[int]:
         L.CONTROLLER_MANAGER_PORT,
         L.SCHEDULER_PORT,
         *L.KWOK_PORTS.values(),
+        L.OIDC_ISSUER_PORT,
     ]
 
 
@@ -726,6 +745,14 @@ def environment(lay: Layout) -> dict[str, Any]:
             "stand_in_build_contexts": [images.layout_context(lay, name) for name in images.standins().names],
         },
         "apiserver": f"https://127.0.0.1:{L.APISERVER_PORT}",
+        "oidc": {  # the loopback GitHub issuer: mint tokens with hack/cluster/oidc.py and this key
+            "issuer": oidc.GITHUB_ISSUER,
+            "discovery_url": oidc.discovery_url(),
+            "ca": str(lay.pki / f"{oidc.CA}.crt"),
+            "signing_key": str(lay.pki / oidc.SIGNING_KEY),
+            "audience": oidc.AUDIENCE,
+            "authentication_config": str(lay.run / "authentication-config.yaml"),
+        },
         "versions": {
             "kubernetes": L.KUBERNETES_VERSION,
             "etcd": L.ETCD_VERSION,
@@ -761,6 +788,9 @@ def env_lines(info: dict[str, Any]) -> list[str]:
         "KUBEBUILDX_NODE_ARM64": info["nodes"]["arm64"],
         "KUBEBUILDX_REGISTRY": info["registry"],
         "KUBEBUILDX_CLUSTER_STATE": info["state"],
+        "KUBEBUILDX_OIDC_DISCOVERY_URL": info["oidc"]["discovery_url"],
+        "KUBEBUILDX_OIDC_SIGNING_KEY": info["oidc"]["signing_key"],
+        "KUBEBUILDX_OIDC_CA": info["oidc"]["ca"],
         "DOCKER_HOST": info["docker"]["host"],
         "KUBEBUILDX_DOCKER": info["docker"]["cli"],
         "KUBEBUILDX_ACT": info["docker"]["act"],

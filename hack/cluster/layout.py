@@ -49,6 +49,13 @@ APISERVER_PORT = 16443
 CONTROLLER_MANAGER_PORT = 16457
 SCHEDULER_PORT = 16459
 KWOK_PORTS = {"amd64": 16250, "arm64": 16251}
+# The loopback stand-in for GitHub's OIDC issuer (hack/cluster/oidc.py): discovery and JWKS
+# over TLS, which the apiserver's --authentication-config points at.
+OIDC_ISSUER_PORT = 16480
+# Debian's interpreter runs it (standard library and the openssl CLI only): a fixed argv[0],
+# so `env` and `down` find the daemon whichever Python runs scripts/cluster.
+OIDC_PYTHON = "/usr/bin/python3"
+OIDC_PYTHON_VERSION = "Python 3.11"  # bookworm's python3
 
 NAMESPACE = "buildkit"
 SERVICE_ACCOUNT = "kubebuildx"

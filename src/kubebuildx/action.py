@@ -34,6 +34,7 @@ def mask_secret_inputs(env: Mapping[str, str]) -> None:
     """Before anything is printed, in each step: the post step is a process of its own."""
     runner.mask(env.get("INPUT_KUBECONFIG", "").strip())
     runner.mask(env.get("INPUT_PASSWORD", ""))
+    runner.mask(env.get("INPUT_TOKEN", "").strip())
     runner.mask(env.get("INPUT_DOCKER-CONFIG", "").strip())
     runner.mask(env.get("ACTIONS_RUNTIME_TOKEN", ""))  # buildx gets it for the gha cache
     cache.mask_tokens([env.get("INPUT_CACHE-FROM", ""), env.get("INPUT_CACHE-TO", "")])
@@ -59,7 +60,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
 def from_job(inputs: Inputs, env: Mapping[str, str], mounts: hostpaths.Mounts) -> Inputs:
     """``$KUBECONFIG`` and ``$DOCKER_CONFIG`` that earlier steps exported (azure/k8s-set-context,
     docker/login-action), used when the inputs leave them empty, as the container sees them."""
-    if inputs.mode == "build" and not inputs.kubeconfig.strip() and env.get("KUBECONFIG"):
+    if inputs.mode == "build" and not (inputs.kubeconfig.strip() or inputs.server) and env.get("KUBECONFIG"):
         files = hostpaths.env_paths("KUBECONFIG", env["KUBECONFIG"], mounts)
         text = kubeconfig.merge_files(files, lambda p: hostpaths.path_in("$KUBECONFIG", p, mounts))
         inputs = replace(inputs, kubeconfig=text)

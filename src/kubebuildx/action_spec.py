@@ -40,6 +40,36 @@ INPUTS: tuple[InputSpec, ...] = (
         "Namespace for the BuildKit Deployments. Empty: the context's namespace, else `buildkit`.",
         group="cluster",
     ),
+    InputSpec(
+        "auth",
+        "github-oidc: authenticate to the cluster with the job's GitHub OIDC ID token (needs "
+        "`permissions: id-token: write`), refreshed before it expires; the kubeconfig (or `server`) "
+        "then gives only the cluster. Empty: the kubeconfig's own credentials.",
+        group="cluster",
+    ),
+    InputSpec(
+        "audience",
+        "Audience of the OIDC ID token with auth: github-oidc; the cluster's AuthenticationConfiguration "
+        "must list it.",
+        default="kubebuildx",
+        group="cluster",
+    ),
+    InputSpec(
+        "token",
+        "Bearer token for the cluster from an earlier step (aws eks get-token, gcloud auth "
+        "print-access-token, az account get-access-token); replaces the kubeconfig's user.",
+        group="cluster",
+    ),
+    InputSpec(
+        "server",
+        "API server URL (https://...), instead of a kubeconfig, with auth or token.",
+        group="cluster",
+    ),
+    InputSpec(
+        "certificate-authority-data",
+        "Base64 PEM of the cluster's CA, with server. Empty: the system CAs.",
+        group="cluster",
+    ),
     # Builder (docker/setup-buildx-action names)
     InputSpec(
         "builder",

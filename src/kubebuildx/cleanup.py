@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubebuildx import buildx_store, cmd, kube, runner
+from kubebuildx import buildx_store, cmd, kube, oidc, runner
 from kubebuildx.builder import buildx_command
 from kubebuildx.errors import CleanupError, KubebuildxError
 from kubebuildx.inputs import Inputs
@@ -85,6 +85,7 @@ def delete_files(folder: Path | None) -> None:
     """The run's private folder and everything in it. Unlinked, not overwritten: on the
     journaling and copy-on-write filesystems of runners an overwrite promises nothing, and
     what matters is that no later step (every container action mounts RUNNER_TEMP) finds them."""
+    oidc.stop_all()  # a refresher must not write a token into the folder as it goes
     if folder and folder.is_dir():
         shutil.rmtree(folder, ignore_errors=True)
         runner.info("deleted the kubeconfig and secrets")

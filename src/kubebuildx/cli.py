@@ -27,6 +27,11 @@ _COMMON = {
     "kubeconfig",
     "kube-context",
     "namespace",
+    "auth",
+    "audience",
+    "token",
+    "server",
+    "certificate-authority-data",
     "builder",
     "platforms",
     "driver-opts",
@@ -97,7 +102,9 @@ def _add_input_flags(parser: argparse.ArgumentParser, names: set[str] | None = N
             )
             continue
         kwargs: dict[str, object] = {"dest": "input_" + spec.name, "help": spec.description}
-        if spec.name == "docker-config":
+        if spec.name == "token":  # a file, so that the token is never on a command line
+            kwargs.update(metavar="PATH", help="file holding a bearer token for the cluster")
+        elif spec.name == "docker-config":
             kwargs.update(
                 metavar="PATH", help="docker config.json file whose auths are used to push and merge"
             )
@@ -158,8 +165,16 @@ def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
         if not path.is_file():
             raise InputError(f"docker-config file {str(path)!r} does not exist")
         raw["docker-config"] = read_text_file(path, "docker-config")
-    if "kubeconfig" in vars(args):
-        raw["kubeconfig"] = _kubeconfig_text(args.kubeconfig)
+    if raw.get("token"):  # the CLI takes the file, the action the token
+        path = Path(raw["token"])
+        if not path.is_file():
+            raise InputError(f"token file {runner.one_line(str(path))!r} does not exist")
+        raw["token"] = read_text_file(path, "token").strip()
+        runner.mask(raw["token"])
+    if "kubeconfig" in vars(args):  # with server, no kubeconfig is looked for
+        raw["kubeconfig"] = (
+            "" if raw.get("server") and not args.kubeconfig else _kubeconfig_text(args.kubeconfig)
+        )
     if getattr(args, "context", None):
         raw["context"] = args.context
     return raw

@@ -87,3 +87,12 @@ class CleanupError(KubebuildxError):
 
     exit_code = 10
     title = "Cleanup failed"
+
+
+class CredentialError(KubebuildxError):
+    """A short-lived credential for the cluster could not be had: GitHub's OIDC token
+    endpoint is not available to the job (no ``id-token: write``), refused, or answered
+    with something that is not a token."""
+
+    exit_code = 11
+    title = "Cluster credential failed"

@@ -14,10 +14,12 @@ PRIVATE = 0o700  # the kubeconfig, secrets, registry config: ours alone
 READABLE = 0o755  # the build's output and digests: later steps of the job (any uid) read them
 
 
-def atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: str, mode: int = 0o600, *, make_parents: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file created with ``mode``
-    (never widened later) and renamed over it; parents are made 0700."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (never widened later) and renamed over it; parents are made 0700 unless
+    ``make_parents`` is false (a folder that is gone must stay gone)."""
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
         os.fchmod(fd, mode)

@@ -22,6 +22,7 @@ from kubebuildx import hostpaths
 from kubebuildx import platforms as plat
 from kubebuildx.action_spec import COMPRESSION_LEVELS, IF_NO_FILES_FOUND, INPUTS
 from kubebuildx.errors import InputError
+from kubebuildx.oidc import AUTH_MODES
 from kubebuildx.platforms import Platform
 
 INPUT_NAMES = frozenset(spec.name for spec in INPUTS)
@@ -72,6 +73,11 @@ class Inputs:
     kubeconfig: str = field(default="", repr=False)
     kube_context: str = ""
     namespace: str = ""
+    auth: str = ""
+    audience: str = "kubebuildx"
+    token: str = field(default="", repr=False)
+    server: str = ""
+    certificate_authority_data: str = ""
     builder: str = ""
     platforms: tuple[Platform, ...] = ()
     driver_opts: tuple[tuple[str, str], ...] = ()
@@ -437,7 +443,39 @@ def _check_files(inputs: Inputs) -> None:
             raise InputError(f"secret-files: {src!r} (for {key}) does not exist")
 
 
+def _check_credentials(inputs: Inputs) -> None:
+    """auth, token and server: one source of credentials, one of the cluster."""
+    if inputs.auth not in AUTH_MODES:
+        raise InputError(
+            f"input 'auth' must be github-oidc or empty, got {inputs.auth!r}",
+            hint="set auth: github-oidc, or leave it empty for the kubeconfig's own credentials",
+        )
+    if inputs.auth and inputs.token:
+        raise InputError(
+            "auth: github-oidc and token are both set", hint="keep one source of credentials for the cluster"
+        )
+    if inputs.auth and not inputs.audience:
+        raise InputError("auth: github-oidc needs an audience", hint="set audience (default: kubebuildx)")
+    if (inputs.server or inputs.certificate_authority_data) and inputs.kubeconfig.strip():
+        raise InputError(
+            "server (or certificate-authority-data) and kubeconfig are both set",
+            hint="give the cluster either as a kubeconfig or as server and certificate-authority-data",
+        )
+    if inputs.certificate_authority_data and not inputs.server:
+        raise InputError("certificate-authority-data is set without server", hint="set server too")
+    if inputs.server and not inputs.server.startswith("https://"):
+        raise InputError(
+            "input 'server' must be an https:// URL", hint="e.g. server: https://203.0.113.10:6443"
+        )
+    if inputs.server and not (inputs.auth or inputs.token):
+        raise InputError(
+            "server is set but gives no credentials",
+            hint="set auth: github-oidc, or a token from an earlier step, or give a whole kubeconfig",
+        )
+
+
 def _check_combinations(inputs: Inputs) -> None:
+    _check_credentials(inputs)
     if inputs.builder and (not _DNS_LABEL.match(inputs.builder) or len(inputs.builder) > BUILDER_NAME_MAX):
         raise InputError(
             f"builder name {inputs.builder!r} cannot name Kubernetes Deployments",

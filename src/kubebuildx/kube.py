@@ -6,12 +6,13 @@ queries the stages make (pods, events, exec). Responses are plain JSON
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubebuildx import kubeconfig, runner
+from kubebuildx import kubeconfig, oidc, runner
 from kubebuildx.errors import ClusterError, InputError, KubeconfigError
 from kubebuildx.inputs import Inputs
 
@@ -31,6 +32,7 @@ class Connection:
     kubeconfig_path: Path
     namespace: str
     api: Any = field(repr=False, compare=False)
+    credential: str = "kubeconfig"  # or github-oidc, or token (the input)
 
     @property
     def server(self) -> str:
@@ -41,18 +43,46 @@ class Connection:
         return self.config.context
 
 
+TOKEN_FILE = "token"  # noqa: S105 - a file name; in the run's private folder, next to the kubeconfig that names it
+
+
+def exec_runs(command: str) -> bool:
+    """Whether a kubeconfig's exec plugin can run here: its command is on PATH. Never in the
+    action's container, which has no cloud CLIs; the CLI's host may have them."""
+    return shutil.which(command) is not None
+
+
+def cluster_config(inputs: Inputs, env: Mapping[str, str]) -> kubeconfig.Kubeconfig:
+    """The cluster and, unless auth or token bring their own, the user; nothing is fetched."""
+    own_user = bool(inputs.auth or inputs.token)
+    if inputs.server:
+        return kubeconfig.cluster_only(inputs.server, inputs.certificate_authority_data)
+    if inputs.kubeconfig.strip():
+        return kubeconfig.parse(
+            inputs.kubeconfig, context=inputs.kube_context, own_user=own_user, exec_runs=exec_runs
+        )
+    if inputs.kube_context:
+        raise InputError(
+            "kube-context is set but no kubeconfig was given",
+            hint="set the kubeconfig input, or leave kube-context empty in-cluster",
+        )
+    return kubeconfig.in_cluster(env)
+
+
 def connect(inputs: Inputs, env: Mapping[str, str], workdir: Path) -> Connection:
     """The kubeconfig input (or the in-cluster service account), written to a
-    private file in ``workdir`` for buildx, and a client for it."""
-    if inputs.kubeconfig.strip():
-        config = kubeconfig.parse(inputs.kubeconfig, context=inputs.kube_context)
-    else:
-        if inputs.kube_context:
-            raise InputError(
-                "kube-context is set but no kubeconfig was given",
-                hint="set the kubeconfig input, or leave kube-context empty in-cluster",
-            )
-        config = kubeconfig.in_cluster(env)
+    private file in ``workdir`` for buildx, and a client for it. With auth:
+    github-oidc the user is a token file that a refresher keeps fresh; with a
+    token input, that token."""
+    config = cluster_config(inputs, env)
+    if inputs.auth == oidc.AUTH_GITHUB_OIDC:
+        path = workdir / TOKEN_FILE
+        oidc.start_token_file(path, env, inputs.audience)
+        config = kubeconfig.with_user(config, {"tokenFile": str(path)})
+        runner.info(f"credentials: GitHub's OIDC ID token for audience {inputs.audience}, kept fresh")
+    elif inputs.token:
+        config = kubeconfig.with_user(config, {"token": inputs.token})
+        runner.info("credentials: the token input")
     path = kubeconfig.write(config, workdir)
     namespace = inputs.namespace or config.namespace or DEFAULT_NAMESPACE
     runner.info(  # names from the kubeconfig: one line, never a workflow command of their own
@@ -60,7 +90,9 @@ def connect(inputs: Inputs, env: Mapping[str, str], workdir: Path) -> Connection
             f"context {config.context}, cluster {config.cluster} at {config.server}, namespace {namespace}"
         )
     )
-    return Connection(config, path, namespace, api_client(str(path)))
+    credential = inputs.auth or ("token" if inputs.token else "kubeconfig")
+    api = api_client(str(path), kubeconfig.token_file(config))
+    return Connection(config, path, namespace, api, credential)
 
 
 def explain_connection_error(exc: BaseException, server: str) -> ClusterError:
@@ -90,9 +122,32 @@ def explain_connection_error(exc: BaseException, server: str) -> ClusterError:
     return ClusterError(f"cannot talk to the API server at {server}: {type(exc).__name__}{detail}")
 
 
+class Unauthorized(ClusterError):
+    """The API server refused the credentials (401): ``unauthorized`` says why for each kind."""
+
+
+def unauthorized(server: str, credential: str, audience: str = "") -> ClusterError:
+    """A 401 explained for where the credential came from."""
+    if credential == oidc.AUTH_GITHUB_OIDC:
+        return ClusterError(
+            f"the API server at {server} rejected the job's GitHub OIDC ID token (401 Unauthorized)",
+            hint=f"the cluster must trust GitHub's issuer: an AuthenticationConfiguration "
+            f"(deploy/github-oidc/authentication-config.yaml) with issuer url {oidc.GITHUB_ISSUER}, "
+            f"audiences that list {audience or oidc.DEFAULT_AUDIENCE!r}, and claimValidationRules "
+            "this repository passes; the API server's log names the check that failed",
+        )
+    if credential == "token":
+        return ClusterError(
+            f"the API server at {server} rejected the token input (401 Unauthorized)",
+            hint="the token is expired or for another cluster: get it in the step just before this "
+            "one (aws eks get-token, gcloud auth print-access-token, az account get-access-token)",
+        )
+    return explain_status(401, server, "")
+
+
 def explain_status(status: int, server: str, what: str) -> ClusterError:
     if status == 401:
-        return ClusterError(
+        return Unauthorized(
             f"the API server at {server} rejected the kubeconfig's credentials (401 Unauthorized)",
             hint="the token or client certificate is invalid or expired: create a new one "
             "(kubectl create token SERVICEACCOUNT -n NAMESPACE --duration=...) and update the secret",
@@ -100,8 +155,10 @@ def explain_status(status: int, server: str, what: str) -> ClusterError:
     return ClusterError(f"{what} failed with HTTP {status} from {server}")
 
 
-def api_client(kubeconfig_path: str) -> Any:
-    """A kubernetes ApiClient for the written kubeconfig, failing fast (no retries)."""
+def api_client(kubeconfig_path: str, token_file: str | None = None) -> Any:
+    """A kubernetes ApiClient for the written kubeconfig, failing fast (no retries). The
+    client reads a ``tokenFile`` once; with ``token_file`` every request reads it again, so
+    a refreshed OIDC token (or a rotated service-account token) is used as soon as it is written."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
@@ -118,7 +175,18 @@ def api_client(kubeconfig_path: str) -> Any:
             "PEM; export the kubeconfig again with `kubectl config view --raw --minify --flatten`",
         ) from None
     configuration.retries = 0
+    if token_file:
+        configuration.refresh_api_key_hook = lambda conf: _read_token(conf, token_file)  # type: ignore[assignment]
     return client.ApiClient(configuration)
+
+
+def _read_token(configuration: Any, token_file: str) -> None:
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError:  # deleted by cleanup: the last token stays, and the cluster judges it
+        return
+    if token:
+        configuration.api_key["BearerToken"] = f"Bearer {token}"
 
 
 def request(

@@ -223,8 +223,20 @@ def merge_files(paths: Sequence[str], locate: Callable[[str], str] = str) -> str
     return yaml.safe_dump(merged, sort_keys=False)
 
 
-def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kubeconfig:
-    """Parse kubeconfig text and keep only ``context`` (default: current-context)."""
+def parse(
+    text: str,
+    *,
+    context: str = "",
+    base_dir: Path | None = None,
+    own_user: bool = False,
+    exec_runs: Callable[[str], bool] = lambda command: False,
+) -> Kubeconfig:
+    """Parse kubeconfig text and keep only ``context`` (default: current-context).
+
+    With ``own_user`` (auth: github-oidc, a token input) the kubeconfig gives only the
+    cluster: its user may be missing, and ``with_user`` replaces it; a document with no
+    context and one cluster is that cluster. Otherwise a user with an exec plugin is refused
+    unless ``exec_runs`` says its command can run here (never in the action's container)."""
     source = _decode(text)
     try:
         doc = yaml.safe_load(source) if flow_depth(source) <= MAX_DEPTH else None
@@ -255,6 +267,11 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
             "the kubeconfig's kind is not Config", hint="store a kubeconfig, not another Kubernetes object"
         )
 
+    clusters = [c for c in _list(doc.get("clusters")) if isinstance(c, dict)]
+    if own_user and not _list(doc.get("contexts")) and len(clusters) == 1 and not context:
+        # only the cluster, as a repository variable may hold it: its server and CA
+        doc["contexts"] = [{"name": "kubebuildx", "context": {"cluster": clusters[0].get("name")}}]
+        doc["current-context"] = "kubebuildx"
     contexts = [c for c in _list(doc.get("contexts")) if isinstance(c, dict)]
     pick = (
         f"set the kube-context input to one of its {len(contexts)} context(s) (`kubectl config get-contexts`)"
@@ -298,6 +315,9 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
         runner.warning(
             f"{_nth('cluster', cluster_index)} has no certificate-authority: the system CAs are used"
         )
+    _check_files("cluster", cluster_index, cluster, base_dir)
+    if own_user:
+        return _finish(chosen, ctx, cluster_name, cluster)
     found = _named(doc, "user", user_name)
     if found is None:
         raise KubeconfigError(
@@ -314,22 +334,44 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
             f"{who} has no credentials (token, client certificate, or exec plugin)",
             hint="export the kubeconfig with `kubectl config view --raw --minify` so credentials are kept",
         )
-    if user.get("exec"):
-        runner.warning(
-            f"{who} authenticates with an exec plugin: its command must be installed where kubebuildx "
-            "runs (the action image has none). A service-account token is simpler.",
-        )
+    plugin = _dict(user.get("exec"))
+    if user.get("exec") and not (isinstance(plugin.get("command"), str) and exec_runs(plugin["command"])):
+        raise exec_plugin_error(who)
+    _check_files("user", user_index, user, base_dir)
+    return _finish(chosen, ctx, cluster_name, cluster, (user_name, user))
 
-    positions = {"cluster": cluster_index, "user": user_index}
-    for kind, body in (("cluster", cluster), ("user", user)):
-        _make_absolute(body, kind, base_dir or Path.cwd())
-        for key in _FILE_KEYS[kind]:
-            if key in body and (not isinstance(body[key], str) or not Path(body[key]).exists()):
-                raise KubeconfigError(
-                    f"{_nth(kind, positions[kind])}'s {key} names a file that does not exist",
-                    hint="embed it with `kubectl config view --raw --minify --flatten`",
-                )
 
+def exec_plugin_error(who: str) -> KubeconfigError:
+    """Before any network call: the plugin's command (aws, gke-gcloud-auth-plugin, kubelogin) is not
+    in the action's container. The command is not named: it is a value of the document."""
+    return KubeconfigError(
+        f"{who} authenticates with an exec plugin, whose command cannot run where kubebuildx runs "
+        "(the action's container has no cloud CLIs)",
+        hint="either let the cluster trust GitHub's OIDC tokens and set `auth: github-oidc` "
+        "(deploy/github-oidc/, no stored secret at all), or run the plugin's command in an earlier "
+        "step (aws eks get-token, gcloud auth print-access-token, az account get-access-token) and "
+        "pass its token as the `token` input; the kubeconfig then gives only the cluster",
+    )
+
+
+def _check_files(kind: str, index: int, body: dict[str, Any], base_dir: Path | None) -> None:
+    _make_absolute(body, kind, base_dir or Path.cwd())
+    for key in _FILE_KEYS[kind]:
+        if key in body and (not isinstance(body[key], str) or not Path(body[key]).exists()):
+            raise KubeconfigError(
+                f"{_nth(kind, index)}'s {key} names a file that does not exist",
+                hint="embed it with `kubectl config view --raw --minify --flatten`",
+            )
+
+
+def _finish(
+    chosen: str,
+    ctx: dict[str, Any],
+    cluster_name: Any,
+    cluster: dict[str, Any],
+    user: tuple[Any, dict[str, Any]] | None = None,
+) -> Kubeconfig:
+    """The one context, its cluster and (unless the caller brings its own) its user."""
     namespace = str(ctx["namespace"]) if isinstance(ctx.get("namespace"), str) else ""
     minimal = {
         "apiVersion": "v1",
@@ -337,9 +379,53 @@ def parse(text: str, *, context: str = "", base_dir: Path | None = None) -> Kube
         "current-context": chosen,
         "contexts": [{"name": chosen, "context": dict(ctx)}],
         "clusters": [{"name": cluster_name, "cluster": cluster}],
-        "users": [{"name": user_name, "user": user}],
+        "users": [{"name": user[0], "user": user[1]}] if user else [],
     }
-    return Kubeconfig(chosen, str(cluster_name), server, namespace, minimal)
+    return Kubeconfig(chosen, str(cluster_name), str(cluster["server"]), namespace, minimal)
+
+
+OWN_USER = "kubebuildx"
+
+
+def with_user(config: Kubeconfig, user: Mapping[str, Any]) -> Kubeconfig:
+    """``config`` with its user replaced by ``user`` (a tokenFile, a token): whatever the
+    kubeconfig's user was (none, an exec plugin), it is neither written nor run."""
+    doc = dict(config.document)
+    contexts = [dict(entry) for entry in _list(doc.get("contexts"))]
+    for entry in contexts:
+        entry["context"] = {**_dict(entry.get("context")), "user": OWN_USER}
+    doc["contexts"] = contexts
+    doc["users"] = [{"name": OWN_USER, "user": dict(user)}]
+    return Kubeconfig(
+        config.context, config.cluster, config.server, config.namespace, doc, in_cluster=config.in_cluster
+    )
+
+
+def cluster_only(server: str, certificate_authority_data: str = "") -> Kubeconfig:
+    """The ``server`` and ``certificate-authority-data`` inputs as a kubeconfig without a user."""
+    cluster: dict[str, Any] = {"server": server}
+    if certificate_authority_data:
+        cluster["certificate-authority-data"] = certificate_authority_data.strip()
+    else:
+        runner.warning("server is given without certificate-authority-data: the system CAs are used")
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": OWN_USER,
+        "contexts": [{"name": OWN_USER, "context": {"cluster": OWN_USER}}],
+        "clusters": [{"name": OWN_USER, "cluster": cluster}],
+        "users": [],
+    }
+    return Kubeconfig(OWN_USER, OWN_USER, server, "", doc)
+
+
+def token_file(config: Kubeconfig) -> str | None:
+    """The file the user's token is read from, if it is read from one."""
+    for entry in _list(config.document.get("users")):
+        value = _dict(_dict(entry).get("user")).get("tokenFile")
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def in_cluster(env: Mapping[str, str] | None = None, sa_dir: Path = IN_CLUSTER_DIR) -> Kubeconfig:

@@ -21,6 +21,7 @@ from kubebuildx.platforms import Platform
 
 VARIANT_LABEL = "kubebuildx.dev/arch-variant"
 RBAC_MANIFEST = "deploy/rbac.yaml"
+OIDC_BINDINGS = "deploy/github-oidc/rolebinding.yaml"
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,12 @@ def raise_for_rbac(missing: Sequence[Permission], namespace: str, user: str) -> 
             "; for a persistent builder, uncomment its statefulsets rule"
             if any(p in PERSISTENT for p in missing)
             else ""
+        )
+        + (
+            f"; for a GitHub OIDC subject, bind that user to them as {OIDC_BINDINGS} does, or build "
+            "from the repository and branch that are bound"
+            if "authenticated you as github:" in user
+            else ""
         ),
     )
 
@@ -363,16 +370,36 @@ def access_review(p: Permission, namespace: str) -> dict[str, Any]:
 # ---- the edge: read the cluster --------------------------------------------------------------
 
 
+def subject(username: str, context: str) -> str:
+    """Who a message about RBAC names: the user the API server saw (SelfSubjectReview),
+    which for an OIDC token is its mapped claim; else the kubeconfig's context."""
+    if username:
+        return f"the cluster authenticated you as {runner.one_line(username)}, which"
+    return f"user {context!r}"
+
+
 @dataclass(frozen=True)
 class ClusterState:
     nodes: tuple[NodeInfo, ...]
     allowed: Mapping[Permission, bool]
     namespace_exists: bool | None  # None: not allowed to tell
     version: str
+    username: str = ""  # as the API server authenticated us; empty when it would not say
 
 
 def read_cluster(api: Any, server: str, namespace: str, persistent: bool = False) -> ClusterState:
     status, version = kube.request(api, "GET", "/version", server, "reading the server version")
+    # Every authenticated user may ask who it is (system:basic-user, Kubernetes 1.28+).
+    status, review = kube.request(
+        api,
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        server,
+        "SelfSubjectReview",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+    )
+    username = _obj(_obj(_obj(review).get("status")).get("userInfo")).get("username")
+    username = username if status == 201 and isinstance(username, str) else ""
     allowed: dict[Permission, bool] = {}
     for perm in (*needed(persistent), *OPTIONAL):
         status, review = kube.request(
@@ -391,15 +418,22 @@ def read_cluster(api: Any, server: str, namespace: str, persistent: bool = False
             nodes = tuple(node_info(n) for n in _objs(_obj(body).get("items")))
     status, _ = kube.request(api, "GET", f"/api/v1/namespaces/{namespace}", server, "reading the namespace")
     exists = True if status == 200 else False if status == 404 else None
-    return ClusterState(nodes, allowed, exists, runner.one_line(str(_obj(version).get("gitVersion") or "?")))
+    return ClusterState(
+        nodes, allowed, exists, runner.one_line(str(_obj(version).get("gitVersion") or "?")), username
+    )
 
 
 def check(connection: kube.Connection, inputs: Inputs) -> Plan:
     """Read the cluster, log what it has, and decide; raise ClusterError with the fix."""
     namespace = connection.namespace
-    state = read_cluster(connection.api, connection.server, namespace, inputs.persistent_storage)
+    try:
+        state = read_cluster(connection.api, connection.server, namespace, inputs.persistent_storage)
+    except kube.Unauthorized:
+        raise kube.unauthorized(connection.server, connection.credential, inputs.audience) from None
     runner.info(f"Kubernetes {state.version}; {describe_cluster(state.nodes)}")
-    checks = platform_checks(state, inputs, namespace, f"user {connection.context!r}")
+    if state.username:
+        runner.info(runner.one_line(f"authenticated as {state.username}"))
+    checks = platform_checks(state, inputs, namespace, subject(state.username, connection.context))
     runner.info(table(checks))
     native, emulated = decide(checks, state.nodes, qemu_fallback=inputs.qemu_fallback)
     for warning in emulation_warnings(emulated):

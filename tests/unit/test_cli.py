@@ -102,6 +102,7 @@ def test_same_mapping_as_the_action() -> None:
             "kubeconfig",
             "context",
             "docker-config",
+            "token",
         }:  # files for the CLI, content for the action
             continue
         value = {"bool": "true", "int": "3"}.get(spec.kind, f"v-{spec.name}")

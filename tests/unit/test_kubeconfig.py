@@ -6,7 +6,6 @@ Every credential in tests/fixtures/kubeconfig/ is fake and says so.
 from __future__ import annotations
 
 import base64
-import contextlib
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,13 +224,87 @@ def test_every_credential_is_masked_even_of_other_users() -> None:
     assert runner.redact(f"Authorization: Bearer {TOKEN}") == "Authorization: Bearer ***"
 
 
-def test_exec_env_and_auth_provider_secrets_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
-    config = kubeconfig.parse(text("exec.yaml"))
-    assert config.server == "https://ABCDEF.gr7.eu-west-1.eks.amazonaws.com"
+def test_exec_env_and_auth_provider_secrets_are_masked() -> None:
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(text("exec.yaml"))
     assert {AWS_SECRET, ID_TOKEN, REFRESH} <= runner._masked
-    warned = capsys.readouterr().err
-    assert "user #1 authenticates with an exec plugin" in warned
-    assert "FAKE" not in warned and "'aws'" not in warned
+    message = str(exc.value)
+    assert "user #1 authenticates with an exec plugin" in message
+    assert "FAKE" not in message and "'aws'" not in message
+
+
+def test_an_exec_plugin_is_refused_naming_both_ways_out() -> None:
+    """Before any network call: the action's container has no aws, gcloud or kubelogin."""
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(text("exec.yaml"))
+    message = str(exc.value)
+    assert "auth: github-oidc" in message
+    assert "`token` input" in message
+    assert "aws eks get-token" in message  # the host step, as the README shows it
+    assert exc.value.exit_code == 3
+
+
+def test_an_exec_plugin_whose_command_runs_here_is_kept() -> None:
+    """The CLI on a machine with the plugin installed (kube.exec_runs decides)."""
+    seen: list[str] = []
+    config = kubeconfig.parse(text("exec.yaml"), exec_runs=lambda command: seen.append(command) or True)
+    assert seen == ["aws"]
+    assert config.document["users"][0]["user"]["exec"]["command"] == "aws"
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ({"tokenFile": "/run/kbx/token"}, {"tokenFile": "/run/kbx/token"}),
+        ({"token": "FAKE-TOKEN-input-kubebuildx-0010"}, {"token": "FAKE-TOKEN-input-kubebuildx-0010"}),
+    ],
+    ids=["github-oidc", "token input"],
+)
+def test_an_exec_plugin_is_no_problem_when_auth_or_token_replace_the_user(
+    user: dict[str, str], expected: dict[str, str]
+) -> None:
+    config = kubeconfig.with_user(kubeconfig.parse(text("exec.yaml"), own_user=True), user)
+    doc = config.document
+    assert doc["users"] == [{"name": "kubebuildx", "user": expected}]
+    assert doc["contexts"][0]["context"]["user"] == "kubebuildx"
+    assert doc["clusters"][0]["cluster"]["server"] == "https://ABCDEF.gr7.eu-west-1.eks.amazonaws.com"
+    assert "exec" not in config.to_yaml() and AWS_SECRET not in config.to_yaml()
+    assert kubeconfig.token_file(config) == expected.get("tokenFile")
+
+
+def test_a_kubeconfig_with_only_the_cluster_will_do_with_auth() -> None:
+    """What a repository variable holds: the server and the CA, no user, no context."""
+    cluster_only = (
+        "clusters:\n- name: prod\n  cluster:\n    server: https://203.0.113.10:6443\n"
+        "    certificate-authority-data: LS0tLS1CRUdJTi0tLS0t\n"
+    )
+    config = kubeconfig.parse(cluster_only, own_user=True)
+    assert (config.cluster, config.server, config.namespace) == ("prod", "https://203.0.113.10:6443", "")
+    with pytest.raises(KubeconfigError, match="no current-context"):
+        kubeconfig.parse(cluster_only)
+
+
+def test_a_context_whose_user_is_missing_will_do_with_auth() -> None:
+    d = doc("token.yaml")
+    d["users"] = []
+    config = kubeconfig.with_user(kubeconfig.parse(dump(d), own_user=True), {"tokenFile": "/t"})
+    assert config.document["users"] == [{"name": "kubebuildx", "user": {"tokenFile": "/t"}}]
+    with pytest.raises(KubeconfigError, match="names a user that is not in"):
+        kubeconfig.parse(dump(d))
+
+
+def test_server_and_ca_inputs_make_a_kubeconfig_without_a_user() -> None:
+    config = kubeconfig.cluster_only("https://203.0.113.10:6443", "LS0tLS1CRUdJTi0tLS0t\n")
+    assert config.document["clusters"] == [
+        {
+            "name": "kubebuildx",
+            "cluster": {
+                "server": "https://203.0.113.10:6443",
+                "certificate-authority-data": "LS0tLS1CRUdJTi0tLS0t",
+            },
+        }
+    ]
+    assert config.document["users"] == []
 
 
 def test_password_is_masked() -> None:
@@ -482,17 +555,16 @@ def test_document_values_are_named_by_position_never_quoted(change: str, words: 
     ],
 )
 def test_every_string_of_a_user_is_masked_before_any_check(change: str) -> None:
-    refused = change != "token as the exec command"
-    with pytest.raises(KubeconfigError) if refused else contextlib.nullcontext():
+    with pytest.raises(KubeconfigError):
         kubeconfig.parse(_hostile(change))
     assert PASTED in runner._masked
 
 
-def test_the_exec_warning_names_no_value(capsys: pytest.CaptureFixture[str]) -> None:
-    kubeconfig.parse(_hostile("token as the exec command"))
-    warned = capsys.readouterr().err
-    assert "user #1 authenticates with an exec plugin" in warned
-    assert PASTED not in warned
+def test_the_exec_error_names_no_value() -> None:
+    with pytest.raises(KubeconfigError) as exc:
+        kubeconfig.parse(_hostile("token as the exec command"))
+    assert "user #1 authenticates with an exec plugin" in str(exc.value)
+    assert PASTED not in str(exc.value)
 
 
 def _nested(levels: int) -> str:

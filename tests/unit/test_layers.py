@@ -26,6 +26,7 @@ ORDER = (
     "progress",
     "action_spec",
     "hostpaths",  # host paths and the action's container: plain paths, used from inputs on
+    "oidc",  # GitHub's ID token and its refresher: read by inputs (auth modes), used by kube
     # the stages, in the order of the log
     "inputs",
     "registry",

@@ -93,7 +93,7 @@ def test_connect_prints_the_kubeconfigs_names_on_one_line(
     doc["contexts"][0]["name"], doc["contexts"][0]["context"]["cluster"] = context, cluster
     doc["clusters"][0]["name"] = cluster
     doc["clusters"][0]["cluster"]["server"] = f"https://10.0.0.1:6443/{bad}"
-    monkeypatch.setattr(kube, "api_client", lambda path: object())
+    monkeypatch.setattr(kube, "api_client", lambda path, token_file=None: object())
     monkeypatch.setattr(runner, "_masked", set())
     kube.connect(parse_inputs({"kubeconfig": json.dumps(doc)}), {}, tmp_path)
     out = capsys.readouterr().out

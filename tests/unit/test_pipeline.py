@@ -75,6 +75,8 @@ class FakeCluster:
             return 200, {"gitVersion": "v1.36.3"}
         if path.endswith("/selfsubjectaccessreviews"):
             return 201, {"status": {"allowed": True}}
+        if path.endswith("/selfsubjectreviews"):
+            return 201, {"status": {"userInfo": {"username": "system:serviceaccount:buildkit:kubebuildx"}}}
         if path == "/api/v1/nodes":
             return 200, {"items": [node_json("amd-1", "amd64"), node_json("arm-1", "arm64")]}
         if re.fullmatch(r"/api/v1/namespaces/[^/]+", path):
@@ -196,7 +198,7 @@ class Job:
 @pytest.fixture
 def job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Job]:
     cluster = FakeCluster()
-    monkeypatch.setattr(kube, "api_client", lambda path: object())
+    monkeypatch.setattr(kube, "api_client", lambda path, token_file=None: object())
     monkeypatch.setattr(kube, "request", cluster.request)
     monkeypatch.setattr(kube, "exec_in_pod", cluster.exec_in_pod)
     monkeypatch.setattr(cmd, "run", cluster.run)
