@@ -120,7 +120,7 @@ def test_registry_cache_carries_steps_to_a_fresh_builder(
 ) -> None:
     context = make_context(tmp_path / "ctx")
     repo = f"kbx-cache-{secrets.token_hex(4)}"
-    ref = f"{plain.address}/{repo}:cache"  # names no platform: kubebuildx notes it, never rewrites it
+    ref = f"{plain.address}/{repo}:cache"  # names no platform: a single-platform job makes it its own
 
     first = cli_build(
         cenv,
@@ -132,8 +132,9 @@ def test_registry_cache_carries_steps_to_a_fresh_builder(
         f"type=registry,ref={ref},mode=max",
     )
     assert not run_step_cached(first), "the first builder is cold"
-    assert f"cache-to {ref} is one cache for every platform" in first
-    assert plain.exists(repo, "cache"), "the cache manifest is in the registry under the ref as written"
+    assert f"cache-to: {ref} -> {ref}-linux-amd64: a single-platform job keeps" in first
+    assert plain.exists(repo, "cache-linux-amd64"), "the cache manifest is under the platform's own tag"
+    assert not plain.exists(repo, "cache")
 
     second = cli_build(
         cenv,
@@ -230,3 +231,25 @@ def test_two_single_platform_legs_with_the_same_gha_inputs_both_rebuild_from_the
             **cache_service.env(),
         )
         assert run_step_cached(text), f"{leg} should rebuild from its own index:\n{text[-3000:]}"
+
+
+def test_two_single_platform_legs_sharing_one_registry_ref_both_rebuild_from_the_cache(
+    cenv: dict[str, str], plain: Registry, tmp_path: Path
+) -> None:
+    """The same matrix recipe with one registry ref for both legs: each leg's export lands
+    under its own platform's tag, so neither replaces the other's."""
+    context = make_context(tmp_path / "ctx")
+    repo = f"kbx-legs-{secrets.token_hex(4)}"
+    ref = f"{plain.address}/{repo}:cache"
+    same = ("--cache-from", f"type=registry,ref={ref}", "--cache-to", f"type=registry,ref={ref},mode=max")
+    legs = ("linux/amd64", "linux/arm64")
+    for leg in legs:
+        slug = leg.replace("/", "-")
+        text = cli_build(cenv, tmp_path / f"{slug}-1", context, leg, builder_name(f"rleg-{slug}"), *same)
+        assert not run_step_cached(text), f"{leg}'s first build is cold"
+    for leg in legs:
+        assert plain.exists(repo, f"cache-{leg.replace('/', '-')}")
+    for leg in legs:
+        slug = leg.replace("/", "-")
+        text = cli_build(cenv, tmp_path / f"{slug}-2", context, leg, builder_name(f"rleg2-{slug}"), *same)
+        assert run_step_cached(text), f"{leg} should rebuild from its own cache:\n{text[-3000:]}"
