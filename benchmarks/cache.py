@@ -151,7 +151,13 @@ class Bench:
 
     def remove_builder(self, builder: str) -> None:
         argv, env = build_command(self.cenv, self.work, CONTEXT, builder)
-        subprocess.run([argv[0], "cleanup", builder], env=env, capture_output=True, check=False)
+        proc = subprocess.run(
+            [argv[0], "cleanup", builder], env=env, capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            print(
+                f"warning: `kubebuildx cleanup {builder}` failed:\n{proc.stdout[-1000:]}{proc.stderr[-1000:]}"
+            )
 
     # ---- the scenarios; each takes a fresh seed and returns the timed build
 
