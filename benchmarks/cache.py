@@ -215,9 +215,9 @@ def start_gha_cache(stack: contextlib.ExitStack) -> dict[str, str]:
         service = stack.enter_context(serve(azurite.endpoint))
     else:
         service = stack.enter_context(serve())
-    env: dict[str, str] = dict(service.env())  # type: ignore[attr-defined]
-    env.setdefault("ACTIONS_CACHE_SERVICE_V2", "true")  # buildx's switch to the v2 (Twirp) protocol
-    return env
+    # Only what a container action gets (no ACTIONS_CACHE_SERVICE_V2): choosing the v2
+    # protocol is kubebuildx's job, as it is on a runner.
+    return dict(service.env())  # type: ignore[attr-defined]
 
 
 def report(name: str, run: int, build: Build) -> None:
