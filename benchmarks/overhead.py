@@ -12,6 +12,7 @@ ours). Target (issue 3): median under 1.5 s.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shlex
@@ -30,11 +31,13 @@ def cluster_env() -> dict[str, str]:
     out = subprocess.run(
         [str(ROOT / "scripts" / "cluster"), "env"], capture_output=True, text=True, check=True
     )
+    # One shlex pass over the whole text: a quoted value may span lines
+    # (KUBEBUILDX_ACTION_BASE_CONTEXTS is newline-separated).
+    words = shlex.split(out.stdout)
     env = {}
-    for line in out.stdout.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export":
-            key, _, value = words[1].partition("=")
+    for keyword, assignment in itertools.pairwise(words):
+        if keyword == "export" and "=" in assignment:
+            key, _, value = assignment.partition("=")
             env[key] = value
     if "KUBEBUILDX_KUBECONFIG_ADMIN" not in env:
         sys.exit("the cluster is not up: run scripts/cluster up")

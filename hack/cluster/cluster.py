@@ -813,6 +813,11 @@ def cmd_env(lay: Layout, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_images(lay: Layout, _args: argparse.Namespace) -> int:
+    print(images.ensure_compiler_layout(lay))
+    return 0
+
+
 def cmd_status(lay: Layout, _args: argparse.Namespace) -> int:
     for daemon in daemons(lay):
         pid = daemon.pid()
@@ -930,6 +935,11 @@ def parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="print `export VAR=...` lines to use the cluster (eval them)")
     env.add_argument("--json", action="store_true", help="print the same as one JSON object")
     env.set_defaults(func=cmd_env)
+    sub.add_parser(
+        "bench-images",
+        help=f"make benchmarks/cache.py's compiler image ({images.COMPILER_IMAGE}, an OCI layout) unless "
+        "cached, and print its --build-context value; minutes under qemu the first time",
+    ).set_defaults(func=cmd_bench_images)
     sub.add_parser("status", help="list the daemons, their pids, memory and logs").set_defaults(
         func=cmd_status
     )

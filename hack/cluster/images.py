@@ -10,6 +10,11 @@ reach (Debian's archive and the Go module proxy):
                            the Dockerfile's `pip install` works as on the official image
   docker/buildx-bin:<tag>  /buildx alone, the pinned buildx built from the Go proxy
 
+and, for benchmarks/cache.py only, a compiler image (gcc:12-bookworm, Debian's gcc
+and libc6-dev) as a multi-platform OCI layout. That one is made on demand
+(`scripts/cluster bench-images`), never by `up` or `install`: its arm64 rootfs
+takes minutes under qemu.
+
 They come in two forms:
   - images in the proving ground's Docker engine (linux/amd64), for `docker build`
     of the unmodified Dockerfile, and the same rootfs as act's job image;
@@ -27,6 +32,7 @@ import io
 import re
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +53,18 @@ ROOTFS_PACKAGES = {
     "ca-certificates": None,  # the host's bundle replaces its file anyway
 }
 HOST_FILES = (Path("/etc/pip.conf"), Path("/etc/ssl/certs/ca-certificates.crt"))
+# What python:*-slim leaves out too; the marker would make pip refuse to install.
+DOC_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*")
+PYTHON_EXCLUDES = (*DOC_EXCLUDES, "/usr/lib/python3*/EXTERNALLY-MANAGED")
+# The compiler of benchmarks/cache.py, pinned the same way. gcc rather than a smaller
+# compiler such as tcc: it is what users' images compile with, and its rootfs and an -O2
+# compile under qemu stay affordable (figures in benchmarks/README.md).
+COMPILER_IMAGE = "gcc:12-bookworm"
+COMPILER_PACKAGES: dict[str, str | None] = {
+    "gcc": "4:12.2.0-3",
+    "gcc-12": "12.2.0-14+deb12u1",
+    "libc6-dev": "2.36-9+deb12u14",  # pins libc6 too; gcc only recommends it
+}
 IMAGE_ENV = [
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG=C.UTF-8",
@@ -54,6 +72,20 @@ IMAGE_ENV = [
 FAST = 1  # gzip level: the python rootfs is ~200 MB a platform, and these layers never ship
 CREATED_BY = "kubebuildx hack/cluster/images.py: a stand-in from Debian"
 JOB_IMAGE = "kubebuildx/act-job:bookworm"  # act's -P ubuntu-latest=<this>
+
+
+@dataclass(frozen=True)
+class Rootfs:
+    """A bookworm rootfs made with mmdebstrap, one tar per architecture in the cache."""
+
+    name: str  # <cache>/images/<name>-bookworm-<arch>.tar
+    packages: dict[str, str | None]
+    path_excludes: tuple[str, ...] = DOC_EXCLUDES
+    host_files: tuple[Path, ...] = ()
+
+
+PYTHON_ROOTFS = Rootfs("python", ROOTFS_PACKAGES, PYTHON_EXCLUDES, HOST_FILES)
+COMPILER_ROOTFS = Rootfs("gcc", COMPILER_PACKAGES)
 
 
 @dataclass(frozen=True)
@@ -105,47 +137,45 @@ def standins(dockerfile: Path = DOCKERFILE) -> Standins:
 # ---------------------------------------------------------------- rootfs
 
 
-def rootfs_path(lay: Layout, arch: str) -> Path:
-    return lay.cache / "images" / f"python-{SUITE}-{arch}.tar"
+def rootfs_path(lay: Layout, arch: str, rootfs: Rootfs = PYTHON_ROOTFS) -> Path:
+    return lay.cache / "images" / f"{rootfs.name}-{SUITE}-{arch}.tar"
 
 
-def mmdebstrap_argv(arch: str, out: Path, pinned: bool = True) -> list[str]:
-    includes = ",".join(f"{p}={v}" if pinned and v else p for p, v in ROOTFS_PACKAGES.items())
+def mmdebstrap_argv(arch: str, out: Path, pinned: bool = True, rootfs: Rootfs = PYTHON_ROOTFS) -> list[str]:
+    includes = ",".join(f"{p}={v}" if pinned and v else p for p, v in rootfs.packages.items())
     argv = [
         "mmdebstrap",
         "--variant=minbase",
         f"--architectures={arch}",
         '--aptopt=APT::Install-Recommends "false"',
-        # What python:*-slim leaves out too; the marker would make pip refuse to install.
-        "--dpkgopt=path-exclude=/usr/share/doc/*",
-        "--dpkgopt=path-exclude=/usr/share/man/*",
-        "--dpkgopt=path-exclude=/usr/share/locale/*",
-        "--dpkgopt=path-exclude=/usr/lib/python3*/EXTERNALLY-MANAGED",
+        *(f"--dpkgopt=path-exclude={pattern}" for pattern in rootfs.path_excludes),
         f"--include={includes}",
     ]
-    for host_file in HOST_FILES:
+    for host_file in rootfs.host_files:
         if host_file.is_file():
             # mmdebstrap's own `upload` hook: a copy into the rootfs, no shell involved.
             argv.append(f"--customize-hook=upload {host_file} {host_file}")
     return [*argv, SUITE, str(out), DEBIAN_MIRROR]
 
 
-def ensure_rootfs(lay: Layout, arch: str) -> bool:
+def ensure_rootfs(lay: Layout, arch: str, rootfs: Rootfs = PYTHON_ROOTFS) -> bool:
     """Make the rootfs tar of arch unless present; True if it was made now."""
-    out = rootfs_path(lay, arch)
+    out = rootfs_path(lay, arch, rootfs)
     if out.is_file():
         return False
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial.tar")
     partial.unlink(missing_ok=True)
-    log = lay.logs / f"mmdebstrap-{arch}.log"
-    say(f"making the {arch} python rootfs {out} with mmdebstrap (log {log}); a minute, longer under qemu")
+    log = lay.logs / f"mmdebstrap-{rootfs.name}-{arch}.log"
+    say(f"making the {arch} {rootfs.name} rootfs {out} with mmdebstrap (log {log}); minutes under qemu")
+    started = time.monotonic()
     try:
-        run(mmdebstrap_argv(arch, partial), log=log)
+        run(mmdebstrap_argv(arch, partial, rootfs=rootfs), log=log)
     except HarnessError:
         say("pinned rootfs packages not available; taking the suite's current ones")
-        run(mmdebstrap_argv(arch, partial, pinned=False), log=log)
+        run(mmdebstrap_argv(arch, partial, pinned=False, rootfs=rootfs), log=log)
     partial.rename(out)
+    say(f"made {out.name} in {time.monotonic() - started:.0f} s ({out.stat().st_size / 1e6:.0f} MB)")
     return True
 
 
@@ -201,6 +231,20 @@ def ensure_layouts(lay: Layout, names: Standins) -> bool:
         )
         built = True
     return built
+
+
+def ensure_compiler_layout(lay: Layout) -> str:
+    """The compiler image of benchmarks/cache.py as an OCI layout, made unless present;
+    returns its --build-context value (gcc:12-bookworm=oci-layout://...)."""
+    out = layout_dir(lay, COMPILER_IMAGE)
+    if not (out / "index.json").is_file():
+        for arch in L.ARCHES:
+            ensure_rootfs(lay, arch, COMPILER_ROOTFS)
+        say(f"writing the OCI layout {out}")
+        layers = {arch: rootfs_path(lay, arch, COMPILER_ROOTFS).read_bytes() for arch in L.ARCHES}
+        config = {"Env": IMAGE_ENV, "Cmd": ["bash"]}
+        write_layout(out, COMPILER_IMAGE.rsplit(":", 1)[1], layers, config, CREATED_BY, FAST)
+    return layout_context(lay, COMPILER_IMAGE)
 
 
 # ---------------------------------------------------------------- Docker engine images

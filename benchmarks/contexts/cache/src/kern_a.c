@@ -1,0 +1,3 @@
+#include "kernels.h"
+
+UNIT(a)
