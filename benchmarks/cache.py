@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ CONTEXT = ROOT / "benchmarks" / "contexts" / "cache"
 INTEGRATION = ROOT / "tests" / "integration"
 GHA_SERVER = INTEGRATION / "cache" / "cache_twirp_server.py"
 PLATFORMS = ("linux/amd64", "linux/arm64")
-TARGETS = {"warm": 5.0, "registry": 3.0}
+TARGETS = {"warm": 5.0, "registry": 3.0, "reg-legs": 3.0}
 BUILD_TIMEOUT = 3600  # seconds; a cold build takes minutes, its arm64 leg under qemu
 
 
@@ -129,11 +130,25 @@ class Bench:
         self.cenv, self.work, self.compiler, self.logs = cenv, work, compiler, logs
         self.count = 0
 
-    def build(self, builder: str, seed: int, *extra: str, env: dict[str, str] | None = None) -> Build:
+    def build(
+        self,
+        builder: str,
+        seed: int,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        platforms: tuple[str, ...] = PLATFORMS,
+    ) -> Build:
         argv, build_env = build_command(self.cenv, self.work, CONTEXT, builder)
         argv[argv.index("--build-contexts") + 1] = self.compiler  # gcc:12-bookworm, not busybox
+        argv[argv.index("--platforms") + 1] = ",".join(platforms)
         out = self.work / "out" / builder
-        argv += ["--build-args", f"SEED={seed}", "--outputs", f"type=local,dest={out}", *extra]
+        argv += [
+            "--build-args",
+            f"SEED={seed}",
+            "--outputs",
+            f"type=local,dest={out},platform-split=true",
+            *extra,
+        ]
         started = time.monotonic()
         proc = subprocess.run(
             argv,
@@ -150,7 +165,7 @@ class Bench:
             (self.logs / f"{self.count:02}-{builder}.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
             sys.exit(f"build on {builder} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        for platform in PLATFORMS:
+        for platform in platforms:
             result = out / platform.replace("/", "_") / "result.txt"
             if f"seed {seed}," not in (result.read_text() if result.is_file() else ""):
                 sys.exit(f"build on {builder}: {result} is missing or not from SEED={seed}")
@@ -188,6 +203,31 @@ class Bench:
         """A fresh builder exports the cache, a second fresh builder rebuilds from it."""
         self.build(f"kbx-cache-push-{seed:x}", seed, "--cache-to", f"{cache},mode=max", env=env)
         return self.build(f"kbx-cache-pull-{seed:x}", seed, "--cache-from", cache, env=env)
+
+    def legs_from_cache(self, seed: int, cache: str) -> Build:
+        """A matrix: one single-platform job per platform, side by side, all with the same
+        cache entries (kubebuildx gives each leg a registry ref of its own); then a fresh
+        builder per leg rebuilds. Wall: the slower leg, as a matrix waits for it."""
+
+        def legs(stage: str, *extra: str) -> Build:
+            with ThreadPoolExecutor(max_workers=len(PLATFORMS)) as pool:
+                builds = list(
+                    pool.map(
+                        lambda p: self.build(
+                            f"kbx-cache-{stage}-{p.rpartition('/')[2]}-{seed:x}", seed, *extra, platforms=(p,)
+                        ),
+                        PLATFORMS,
+                    )
+                )
+            return Build(
+                max(b.wall for b in builds),
+                {k: v for b in builds for k, v in b.totals.items()},
+                {k: v for b in builds for k, v in b.cached.items()},
+                max(b.steps for b in builds),
+            )
+
+        legs("legpush", "--cache-to", f"{cache},mode=max")
+        return legs("legpull", "--cache-from", cache)
 
 
 def start_registry(stack: contextlib.ExitStack, scratch: Path) -> str:
@@ -275,12 +315,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one run of each scenario")
     parser.add_argument("--logs", type=Path, help="keep each build's output in this folder")
+    parser.add_argument(
+        "--only", nargs="+", choices=("cold", "warm", "registry", "gha", "reg-legs"), help="run only these"
+    )
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     cenv = cluster_env()
     compiler = compiler_context()
-    scenarios = [Scenario(name) for name in ("cold", "warm", "registry", "gha")]
-    cold, warm, registry, gha = scenarios
+    scenarios = [Scenario(name) for name in ("cold", "warm", "registry", "gha", "reg-legs")]
+    cold, warm, registry, gha, legs = scenarios
     print(f"load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
     with scratch_folder() as work, contextlib.ExitStack() as stack:
         bench = Bench(cenv, work, compiler, args.logs)
@@ -298,6 +341,14 @@ def main() -> int:
             ]
             if not gha.skipped:
                 steps.append((gha, lambda s: bench.from_cache(s, f"type=gha,scope=bench-{s:x}", gha_env)))
+            steps.append(
+                (legs, lambda s: bench.legs_from_cache(s, f"type=registry,ref={address}/bench-legs:{s:x}"))
+            )
+            if args.only:
+                steps = [(sc, m) for sc, m in steps if sc.name in args.only or sc is cold]
+                for sc in scenarios:
+                    if sc.name not in args.only and sc.name != "cold":
+                        sc.skipped = sc.skipped or "not in --only"
             for scenario, measure in steps:
                 build = measure(secrets.randbelow(2**31))
                 scenario.runs.append(build)
