@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -44,6 +45,7 @@ from proc import HarnessError
 READY_ANNOTATION = "kubebuildx.dev/buildkitd"  # value "ready": the pod's own daemon answers
 POD_LABEL = "kubebuildx.dev/pod"  # worker label: namespace/name of the pod the daemon serves
 POLL_SECONDS = 0.25
+UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # the API server's
 SOCKET_LIMIT = 100  # sun_path is 108 bytes with the NUL; keep a margin
 
 
@@ -66,7 +68,9 @@ def wanted_pods(pods: Iterable[Mapping[str, Any]], nodes: Mapping[str, str]) -> 
         phase = pod.get("status", {}).get("phase", "")
         if node not in nodes or meta.get("deletionTimestamp") or phase in ("Succeeded", "Failed"):
             continue
-        uid = str(meta["uid"])
+        uid = str(meta.get("uid", ""))
+        if not UID.fullmatch(uid):  # names a folder that is removed later: never a path
+            continue
         wanted[uid] = PodRef(uid, meta["namespace"], meta["name"], node, nodes[node])
     return wanted
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from kubebuildx import runner
@@ -75,7 +76,7 @@ def platform_ref(ref: str, platforms: Sequence[Platform]) -> str:
         return ref
     platform = platforms[0]
     head, slash, last = ref.rpartition("/")
-    if platform.arch in last:
+    if re.search(rf"(?<![a-z0-9]){re.escape(platform.arch)}(?![a-z0-9])", last):
         return ref
     name, colon, tag = last.partition(":")
     tagged = f"{name}:{tag}-{platform.slug}" if colon else f"{name}:{platform.slug}"
@@ -139,6 +140,9 @@ def mask_tokens(values: Iterable[str]) -> None:
     """A ``token=`` or ``ghtoken=`` written into a cache entry is a secret like any other."""
     for value in values:
         for line in value.splitlines():
-            fields = attrs(line)
-            for key in SECRET_ATTRS:
-                runner.mask(fields.get(key, ""))
+            # Also the line without its quotes: a quoted whole entry parses as one field here,
+            # yet reaches buildx unquoted once the list is split.
+            for text in (line, line.strip().strip('"')):
+                fields = attrs(text)
+                for key in SECRET_ATTRS:
+                    runner.mask(fields.get(key, ""))

@@ -166,9 +166,14 @@ def raw_from_args(args: argparse.Namespace) -> dict[str, str]:
             raise InputError(f"docker-config file {str(path)!r} does not exist")
         raw["docker-config"] = read_text_file(path, "docker-config")
     if raw.get("token"):  # the CLI takes the file, the action the token
+        runner.mask(raw["token"])  # a token given where its file belongs must not be printed
         path = Path(raw["token"])
         if not path.is_file():
-            raise InputError(f"token file {runner.one_line(str(path))!r} does not exist")
+            raise InputError(
+                "the --token value is not a file that exists (the value is not shown: it may be "
+                "the token itself)",
+                hint="write the token to a file and give its path: --token /path/to/token",
+            )
         raw["token"] = read_text_file(path, "token").strip()
         runner.mask(raw["token"])
     if "kubeconfig" in vars(args):  # with server, no kubeconfig is looked for

@@ -316,6 +316,16 @@ def parse(
             f"{_nth('cluster', cluster_index)} has no certificate-authority: the system CAs are used"
         )
     _check_files("cluster", cluster_index, cluster, base_dir)
+    if own_user and (server.startswith("http://") or cluster.get("insecure-skip-tls-verify")):
+        # The bearer token (a GitHub ID token accepted by every cluster with the same audience,
+        # or the token input) would go in clear text, or to whoever answers TLS.
+        raise KubeconfigError(
+            f"{_nth('cluster', cluster_index)} has "
+            + ("an http:// server" if server.startswith("http://") else "insecure-skip-tls-verify")
+            + ": kubebuildx sends the auth or token input's bearer token only over verified TLS",
+            hint="use the API server's https:// address and its CA in certificate-authority-data "
+            "(kubectl config view --raw --minify --flatten)",
+        )
     if own_user:
         return _finish(chosen, ctx, cluster_name, cluster)
     found = _named(doc, "user", user_name)

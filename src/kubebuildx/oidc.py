@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -78,15 +79,22 @@ def claims(jwt: str) -> dict[str, Any]:
     body = parts[1]
     try:
         decoded = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         raise CredentialError("the ID token's claims are not base64url-encoded JSON") from None
     if not isinstance(decoded, dict):
         raise CredentialError("the ID token's claims are not a JSON object")
     return decoded
 
 
+MAX_LIFETIME = 24 * 3600.0  # GitHub's live 5 minutes; anything past a day is not a real token
+
+
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number (json.loads accepts NaN and Infinity, which would defeat every wait)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def token_times(jwt: str) -> TokenTimes:
@@ -95,7 +103,11 @@ def token_times(jwt: str) -> TokenTimes:
     if expires is None:
         raise CredentialError("the ID token has no exp (expiry) claim")
     issued = _number(found.get("iat"))
-    return TokenTimes(expires - 300 if issued is None else issued, expires)
+    issued = expires - 300 if issued is None else issued
+    # The refresher waits on these: bounded, so that a broken endpoint cannot make it spin
+    # (a lifetime of NaN or below zero) or sleep past the build (an exp of 1e300).
+    lifetime = min(max(expires - issued, 0.0), MAX_LIFETIME)
+    return TokenTimes(expires - lifetime, expires)
 
 
 def refresh_delay(times: TokenTimes) -> float:

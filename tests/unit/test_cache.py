@@ -74,6 +74,13 @@ def test_attrs_parse_as_buildx_does(entry: str, expected: dict[str, str]) -> Non
         # ...unless it names the architecture already, or is a digest, or the build has several
         ("type=registry,ref=r/app:cache-arm64", (ARM64,), True, "type=registry,ref=r/app:cache-arm64"),
         ("type=registry,ref=r/app-arm64:cache", (ARM64,), True, "type=registry,ref=r/app-arm64:cache"),
+        # the architecture as a word, not a substring: "charm" names no arm
+        (
+            "type=registry,ref=r/charm:cache",
+            (ARMV7,),
+            True,
+            "type=registry,ref=r/charm:cache-linux-arm-v7",
+        ),
         (
             "type=registry,ref=r/app@sha256:" + "a" * 64,
             (ARM64,),
@@ -170,3 +177,10 @@ def test_the_action_masks_the_runtime_token_and_a_token_in_its_cache_inputs(
         {"ACTIONS_RUNTIME_TOKEN": TOKEN, "INPUT_CACHE-TO": "type=gha,token=s3cr3t-v4lue"}
     )
     assert runner.redact(f"{TOKEN} s3cr3t-v4lue") == "*** ***"
+
+
+def test_a_token_in_a_quoted_cache_entry_is_masked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quoted whole entry parses as one field, yet buildx gets it unquoted."""
+    monkeypatch.setattr(runner, "_masked", set())
+    cache.mask_tokens(['"type=gha,token=FAKE-quoted-cache-token-0011"'])
+    assert "FAKE-quoted-cache-token-0011" in runner._masked

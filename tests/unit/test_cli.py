@@ -212,3 +212,12 @@ def test_sigterm_sets_the_cancel_flag(monkeypatch: pytest.MonkeyPatch) -> None:
         assert cancel.requested()
     finally:
         cancel.reset()
+
+
+def test_a_token_given_where_its_file_belongs_is_never_printed() -> None:
+    token = "eyJhbGciOiJSUzI1NiJ9.FAKE-cli-token-kubebuildx-0010.c2ln"
+    with pytest.raises(InputError) as exc:
+        raw("build", "--token", token)
+    assert token not in str(exc.value) and token not in exc.value.hint
+    assert "not a file" in str(exc.value)
+    assert token in runner._masked  # and redacted wherever kubebuildx prints

@@ -615,3 +615,21 @@ def test_aliases_are_walked_once() -> None:
 def test_malformed_documents_end_in_a_kubeconfig_error(text: str) -> None:
     with pytest.raises(KubeconfigError):
         kubeconfig.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "what"),
+    [
+        ("    server: http://203.0.113.10:8080\n", "an http:// server"),
+        (
+            "    server: https://203.0.113.10:6443\n    insecure-skip-tls-verify: true\n",
+            "insecure-skip-tls-verify",
+        ),
+    ],
+)
+def test_auth_or_token_never_sends_its_bearer_token_without_verified_tls(cluster: str, what: str) -> None:
+    """The ID token is accepted by every cluster with the same audience: not in clear text."""
+    cluster_only = "clusters:\n- name: prod\n  cluster:\n" + cluster
+    with pytest.raises(KubeconfigError, match=what) as exc:
+        kubeconfig.parse(cluster_only, own_user=True)
+    assert "certificate-authority-data" in exc.value.hint

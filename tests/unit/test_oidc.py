@@ -60,6 +60,9 @@ def test_refresh_depends_on_the_lifetime_not_on_our_clock() -> None:
         (jwt(iat=1000, exp=1300), oidc.TokenTimes(1000, 1300)),
         (jwt(exp=1300), oidc.TokenTimes(1000, 1300)),  # no iat: GitHub's usual 5 minutes
         (jwt(iat=1000.5, exp=1300.5), oidc.TokenTimes(1000.5, 1300.5)),
+        # bounded: an iat after exp is a lifetime of 0, not below; a lifetime past a day is cut
+        (jwt(iat=2000, exp=1300), oidc.TokenTimes(1300, 1300)),
+        (jwt(iat=0, exp=1e12), oidc.TokenTimes(1e12 - 86400, 1e12)),
     ],
 )
 def test_token_times(token: str, times: oidc.TokenTimes) -> None:
@@ -76,6 +79,10 @@ def test_token_times(token: str, times: oidc.TokenTimes) -> None:
         (jwt(iat=1), "no exp"),
         (jwt(exp=True), "no exp"),
         (jwt(exp="1300"), "no exp"),
+        # json.loads reads NaN and Infinity: a refresher waiting on them would spin or never wake
+        ("a." + base64.urlsafe_b64encode(b'{"exp": NaN}').decode() + ".c", "no exp"),
+        ("a." + base64.urlsafe_b64encode(b'{"exp": Infinity}').decode() + ".c", "no exp"),
+        ("a." + base64.urlsafe_b64encode(b"[" * 100000 + b"]" * 100000).decode() + ".c", "not base64url"),
     ],
 )
 def test_a_token_we_cannot_read_is_refused_without_quoting_it(token: str, message: str) -> None:

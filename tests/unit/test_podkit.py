@@ -16,7 +16,13 @@ import podkit  # hack/cluster is a folder of scripts, not a package
 NODES = {"kwok-amd64": "amd64", "kwok-arm64": "arm64"}
 
 
+def uid_of(short: str) -> str:
+    """A UID shaped as the API server makes them, told apart by its last characters."""
+    return short if "/" in short or "." in short else f"0b7e3f2a-1c4d-4e5f-8a9b-{short:0>12}"
+
+
 def pod(uid: str, node: str | None = "kwok-arm64", phase: str = "Pending", **meta: Any) -> dict[str, Any]:
+    uid = uid_of(uid)
     return {
         "metadata": {"uid": uid, "namespace": "buildkit", "name": f"b-{uid}", **meta},
         "spec": {"nodeName": node} if node else {},
@@ -34,6 +40,9 @@ def pod(uid: str, node: str | None = "kwok-arm64", phase: str = "Pending", **met
         (pod("5", deletionTimestamp="2026-12-02T00:00:00Z"), False),  # being deleted: kill at once
         (pod("6", phase="Succeeded"), False),
         (pod("7", phase="Failed"), False),
+        # the uid names a folder podkit removes later: anything but a UUID is ignored
+        (pod("../../etc"), False),
+        (pod("/etc"), False),
     ],
 )
 def test_a_daemon_runs_for_each_live_pod_on_a_kwok_node(item: dict[str, Any], wanted: bool) -> None:
@@ -43,7 +52,7 @@ def test_a_daemon_runs_for_each_live_pod_on_a_kwok_node(item: dict[str, Any], wa
 
 def test_a_pod_gets_the_architecture_of_its_node() -> None:
     found = podkit.wanted_pods([pod("a", "kwok-amd64"), pod("b", "kwok-arm64")], NODES)
-    assert {uid: ref.arch for uid, ref in found.items()} == {"a": "amd64", "b": "arm64"}
+    assert {uid: ref.arch for uid, ref in found.items()} == {uid_of("a"): "amd64", uid_of("b"): "arm64"}
 
 
 def test_the_exec_routes_only_that_pod_to_its_own_socket_and_goes_with_it() -> None:
