@@ -292,8 +292,8 @@ def _chown_under_roots(paths: Iterable[str], env: Mapping[str, str], chown: Chow
             continue
         try:
             chown_tree(absolute, root, owner.st_uid, owner.st_gid, chown)
-        except UnsafePathError as exc:  # the other paths are still handed over
-            runner.warning(runner.one_line(str(exc)))
+        except OSError as exc:  # unsafe, or a link swapped in mid-walk (ELOOP): the others still go
+            runner.warning(runner.one_line(f"could not give {path} to the workspace's owner: {exc}"))
 
 
 def chown_tree(path: str, root: str, uid: int, gid: int, chown: Chown = os.chown) -> None:

@@ -311,3 +311,28 @@ def test_hand_over_never_changes_a_file_outside_the_root(tmp_path: Path, path: s
     if path == "dist":
         assert os.lstat(root / "dist" / "sub" / "to-dir").st_uid == RUNNER_UID
         assert os.lstat(root / "dist" / "sub" / "b").st_uid == RUNNER_UID
+
+
+def test_a_link_swapped_in_mid_walk_stops_that_path_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """O_NOFOLLOW on a folder the build turned into a link meanwhile raises ELOOP, a plain
+    OSError: that path is named, and the next one is still handed over."""
+    import errno
+
+    root, _ = hostile_tree(tmp_path)
+    if os.geteuid() == 0:
+        os.chown(root, RUNNER_UID, RUNNER_UID)
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(root)}
+    chowns = Chowns()
+    calls = []
+
+    def flaky(name: str, uid: int, gid: int, *, dir_fd: int, follow_symlinks: bool) -> None:
+        calls.append(name)
+        if len(calls) == 1:
+            raise OSError(errno.ELOOP, "Too many levels of symbolic links", name)
+        chowns(name, uid, gid, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+
+    hostpaths._chown_under_roots(["dist/a", "dist/sub/b"], env, flaky)
+    assert ids(root / "dist" / "sub" / "b")[0] in chowns.changed
+    assert "could not give dist/a to the workspace's owner" in capsys.readouterr().err
