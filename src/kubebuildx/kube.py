@@ -47,8 +47,8 @@ TOKEN_FILE = "token"  # noqa: S105 - a file name; in the run's private folder, n
 
 
 def exec_runs(command: str) -> bool:
-    """Whether a kubeconfig's exec plugin can run here: its command is on PATH. Never in the
-    action's container, which has no cloud CLIs; the CLI's host may have them."""
+    """Whether a kubeconfig's exec plugin can run here: its command is on PATH. The action's
+    container has no cloud CLIs (aws, gke-gcloud-auth-plugin, kubelogin); the CLI's host may."""
     return shutil.which(command) is not None
 
 

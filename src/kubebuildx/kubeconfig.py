@@ -235,8 +235,9 @@ def parse(
 
     With ``own_user`` (auth: github-oidc, a token input) the kubeconfig gives only the
     cluster: its user may be missing, and ``with_user`` replaces it; a document with no
-    context and one cluster is that cluster. Otherwise a user with an exec plugin is refused
-    unless ``exec_runs`` says its command can run here (never in the action's container)."""
+    context and one cluster is that cluster. Otherwise a user with an exec plugin (or an
+    auth-provider with a ``cmd-path``) is refused unless ``exec_runs`` says its command can run
+    here: the cloud CLIs those name are not in the action's container."""
     source = _decode(text)
     try:
         doc = yaml.safe_load(source) if flow_depth(source) <= MAX_DEPTH else None
@@ -346,6 +347,10 @@ def parse(
         )
     plugin = _dict(user.get("exec"))
     if user.get("exec") and not (isinstance(plugin.get("command"), str) and exec_runs(plugin["command"])):
+        raise exec_plugin_error(who)
+    # The Python client runs an auth-provider's cmd-path (gcp's, once gcloud's) while it loads.
+    cmd_path = _dict(_dict(user.get("auth-provider")).get("config")).get("cmd-path")
+    if cmd_path is not None and not (isinstance(cmd_path, str) and exec_runs(cmd_path)):
         raise exec_plugin_error(who)
     _check_files("user", user_index, user, base_dir)
     return _finish(chosen, ctx, cluster_name, cluster, (user_name, user))

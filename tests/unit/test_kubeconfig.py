@@ -633,3 +633,15 @@ def test_auth_or_token_never_sends_its_bearer_token_without_verified_tls(cluster
     with pytest.raises(KubeconfigError, match=what) as exc:
         kubeconfig.parse(cluster_only, own_user=True)
     assert "certificate-authority-data" in exc.value.hint
+
+
+def test_an_auth_provider_command_is_refused_like_an_exec_plugin() -> None:
+    """The Python client runs an auth-provider's cmd-path while it loads the kubeconfig."""
+    d = doc("token.yaml")
+    d["users"][0]["user"] = {
+        "auth-provider": {"name": "gcp", "config": {"cmd-path": "/opt/gcloud/bin/gcloud"}}
+    }
+    with pytest.raises(KubeconfigError, match="exec plugin") as exc:
+        kubeconfig.parse(dump(d))
+    assert "auth: github-oidc" in exc.value.hint and "token" in exc.value.hint
+    assert kubeconfig.parse(dump(d), exec_runs=lambda command: True).server
