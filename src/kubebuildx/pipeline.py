@@ -81,6 +81,7 @@ def write_instance(
     *,
     keep_kubeconfig: bool = False,
     kubeconfig_ref: str | None = None,
+    forgets_warm: bool = False,  # the action deletes a warm builder's kubeconfig copy at the end
 ) -> BuilderSpec:
     with runner.group("Writing the builder instance"):
         spec = builder.spec_for(run.inputs, run.env, connection.namespace, plan)
@@ -93,6 +94,14 @@ def write_instance(
         )
         runner.info(f"builder {spec.name}: " + ", ".join(f"{n.name} → {n.platform}" for n in spec.nodes))
         runner.info(f"instance file {path}")
+        kept = (keep_kubeconfig or not run.inputs.cleanup) and not forgets_warm
+        if kept and connection.credential != "kubeconfig":
+            runner.warning(
+                "the kept copy of the kubeconfig carries a short-lived credential "
+                f"({connection.credential}): once it expires, plain buildx cannot reach builder "
+                f"{spec.name}; remove it with `kubebuildx cleanup` given a fresh auth or token"
+                + (", and delete the copy, which holds the token, when done" if run.inputs.token else "")
+            )
         cleanup.PostState(
             str(run.workdir),
             spec.name,
@@ -200,7 +209,7 @@ def build_all(inputs: Inputs, env: Mapping[str, str] | None = None, *, in_action
         docker_config = login(run, (*inputs.tags, inputs.image) if inputs.image else inputs.tags)
         connection = connect(run)
         plan = check(run, connection)
-        spec = write_instance(run, connection, plan)
+        spec = write_instance(run, connection, plan, forgets_warm=in_action)
         booted = boot_builder(run, connection, spec)
         result = run_build(run, connection, booted, docker_config)
         publish(run, result)

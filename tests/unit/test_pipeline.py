@@ -803,3 +803,15 @@ def cleanup_spec() -> Any:
     plan = preflight.Plan((platforms.parse("linux/amd64"), platforms.parse("linux/arm64")), ())
     raw = {"builder": BUILDER, "platforms": "linux/amd64,linux/arm64"}
     return builder.spec_for(inputs.parse_inputs(raw), {}, "builds", plan)
+
+
+@pytest.mark.parametrize(("cleanup", "warned"), [("false", True), ("true", False)])
+def test_a_warm_builder_kept_with_a_short_lived_token_says_it_will_expire(
+    job: Job, capsys: pytest.CaptureFixture[str], cleanup: str, warned: bool
+) -> None:
+    token = job.tmp / "token"
+    token.write_text("FAKE-short-lived-token-kubebuildx-0012\n")
+    assert cli.main(build_argv("--token", str(token), "--cleanup", cleanup)) == 0
+    err = capsys.readouterr().err
+    assert ("carries a short-lived credential (token)" in err) is warned
+    assert "FAKE-short-lived-token-kubebuildx-0012" not in err
