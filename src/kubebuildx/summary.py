@@ -131,6 +131,8 @@ def write(result: BuildResult, extra: str = "") -> None:
         runner.set_output(key, value)
     runner.append_summary(markdown(result, extra))
     if result.timings.platforms:
-        runner.info(console_table(result))
+        # Step labels are the Dockerfile's and BuildKit's text: a vertex named
+        # ``[linux/amd64] ::error::x`` makes a row that starts with ``::``. Commands off.
+        runner.tool_output(console_table(result))
     if result.output_dir:
         runner.info(f"files: {result.output_dir}/<os>_<arch>/")

@@ -242,3 +242,22 @@ def test_a_failed_build_still_counts_its_hits() -> None:
         "steps": 1,
         "ratio": 0.0,
     }
+
+
+def test_a_step_named_like_a_workflow_command_is_printed_with_commands_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[linux/amd64] ::error title=x::pwned`` makes a row whose first cell starts with ``::``:
+    the console table is a tool's text, printed between stop-commands and its token."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    t = progress.timings([Vertex("a", "[linux/amd64] ::error title=x::pwned", 0.0, 1.0)])
+    s = plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=(AMD64,))
+    summary.write(result(spec=s, timings=t, output_dir=""))
+    lines = capsys.readouterr().out.splitlines()
+    row = next(i for i, line in enumerate(lines) if "pwned" in line)
+    assert lines[row].startswith("::error title=x::pwned")  # the threat is real...
+    stop = next(i for i, line in enumerate(lines) if line.startswith("::stop-commands::"))
+    token = lines[stop].removeprefix("::stop-commands::")
+    assert stop < row < lines.index(f"::{token}::")  # ...and inert
