@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KubebuildxError as exc:
         runner.error(str(exc), title=exc.title)
-        runner.append_summary(f"### :x: {exc.title}\n\n```\n{exc}\n```")
+        runner.append_summary(f"### :x: {runner.md_cell(exc.title)}\n\n{runner.md_block(str(exc))}")
         return exc.exit_code
     except KeyboardInterrupt:
         runner.error("interrupted")
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "message is not shown, since it may quote a secret. Set KUBEBUILDX_DEBUG=1 to see it."
         )
         runner.error(message, title="kubebuildx failed")
-        runner.append_summary(f"### :x: kubebuildx failed\n\n```\n{message}\n```")
+        runner.append_summary(f"### :x: kubebuildx failed\n\n{runner.md_block(message)}")
         return INTERNAL_ERROR
     return code
 

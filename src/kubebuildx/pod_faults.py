@@ -42,6 +42,7 @@ _TELLING_EVENTS = frozenset(
     }
 )
 MAX_EVENTS = 3  # per pod: the newest, the rest is kubectl describe's
+MAX_EVENT_MESSAGE = 300  # characters of each event's message quoted; the rest is kubectl describe's
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,27 @@ def serving(pods: Sequence[Mapping[str, Any]]) -> tuple[PodRef, ...]:
     )
 
 
-def _events_of(name: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
-    """``reason: message`` of the telling events about one pod, newest last, at most MAX_EVENTS."""
+def _events_of(pod: PodRef, events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``reason: message`` of the telling events about one pod, newest last, at most MAX_EVENTS.
+
+    An event is the pod's when it names a Pod with the pod's uid: not one of an earlier pod of
+    the same name (a StatefulSet's), nor another kind of object that shares the name."""
     out: list[str] = []
     for ev in events:
-        obj = ev.get("involvedObject")
-        if not isinstance(obj, Mapping) or obj.get("name") != name:
+        obj = _mapping(ev.get("involvedObject"))
+        if (
+            obj.get("kind") != "Pod"
+            or obj.get("name") != pod.name
+            or not pod.uid
+            or obj.get("uid") != pod.uid
+        ):
             continue
         reason = _text(ev.get("reason"))
         if reason in _TELLING_EVENTS or ev.get("type") == "Warning":
-            line = f"{reason}: {_text(ev.get('message'))}".rstrip(": ")
+            message = _text(ev.get("message"))
+            if len(message) > MAX_EVENT_MESSAGE:
+                message = message[: MAX_EVENT_MESSAGE - 3] + "..."
+            line = f"{reason}: {message}".rstrip(": ")
             if line not in out:
                 out.append(line)
     return out[-MAX_EVENTS:]
@@ -208,7 +220,7 @@ def judge(
         ]
         for pod in pods:
             current = by_name.get(pod.name)
-            told = _events_of(pod.name, events)
+            told = _events_of(pod, events)
             if (
                 current is None
                 or _text(_meta(current).get("uid")) != pod.uid

@@ -239,6 +239,39 @@ def save_state(name: str, value: Any) -> None:
         core.save_state(name, _to_text(value))
 
 
+# What CommonMark and GFM give a meaning inside a line: emphasis, links, images, raw HTML and
+# entities, code spans, strikethrough, a table's cell separator, and the escape itself.
+_MD_SPECIAL = re.compile(r"[\\|*_\[\]()<>!`~&]")
+_BACKTICKS = re.compile("`+")
+
+
+def md_cell(text: str) -> str:
+    """Text from outside (a node name, a step label, a platform) as plain text in one line of
+    markdown, a table cell say: every special character backslash-escaped, every line separator
+    shown as an escape (``one_line``), so it can neither format, link, embed HTML nor end the cell."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(), one_line(text))
+
+
+def _fence(text: str, shortest: int) -> str:
+    longest = max((len(m.group()) for m in _BACKTICKS.finditer(text)), default=0)
+    return "`" * max(shortest, longest + 1)
+
+
+def md_code(text: str) -> str:
+    """Text from outside as an inline code span on one line: its fence is longer than any run of
+    backticks in it, and ``|`` is escaped so that it cannot end a table cell."""
+    text = one_line(text).replace("|", "\\|")
+    fence = _fence(text, 1)
+    return f"{fence} {text} {fence}" if "`" in text else f"{fence}{text}{fence}"
+
+
+def md_block(text: str) -> str:
+    """Text from outside (an error) as a fenced code block that it cannot close: the fence is
+    longer than the longest run of backticks in it."""
+    fence = _fence(text, 3)
+    return f"{fence}\n{text}\n{fence}"
+
+
 def append_summary(markdown: str) -> None:
     """Append to the job summary; without ``GITHUB_STEP_SUMMARY`` nothing is written."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")

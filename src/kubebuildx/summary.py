@@ -9,6 +9,7 @@ from typing import Any
 
 from kubebuildx import runner
 from kubebuildx.build import BuildResult
+from kubebuildx.runner import md_block, md_cell, md_code
 
 
 def _fmt(seconds: float) -> str:
@@ -45,15 +46,11 @@ def step_outputs(result: BuildResult) -> dict[str, str]:
     }
 
 
-def _escape(cell: str) -> str:
-    return cell.replace("|", "\\|").replace("\n", " ")
-
-
 def timings_table(result: BuildResult) -> str:
     """A row per step, a column per platform."""
     t = result.timings
     cols = [str(p) for p in result.spec.platforms]  # the order the user asked for
-    head = "| Step | " + " | ".join(f"`{c}`" for c in cols) + " |"
+    head = "| Step | " + " | ".join(md_code(c) for c in cols) + " |"
     sep = "|---|" + "---:|" * len(cols)
     node_by_platform = {str(n.platform): n for n in result.spec.nodes}
 
@@ -62,7 +59,7 @@ def timings_table(result: BuildResult) -> str:
         if not n:
             return "-"
         k8s = result.pod_nodes.get(n.name, "?")
-        return f"{k8s}" + (" (emulated)" if n.emulated_on else "")
+        return md_cell(k8s) + (" (emulated)" if n.emulated_on else "")
 
     rows = [head, sep, "| _Kubernetes node_ | " + " | ".join(where(c) for c in cols) + " |"]
     for step in t.steps:
@@ -75,7 +72,7 @@ def timings_table(result: BuildResult) -> str:
                 cells.append("cached")
             else:
                 cells.append(_fmt(step.seconds[c]))
-        rows.append(f"| {_escape(label)} | " + " | ".join(cells) + " |")
+        rows.append(f"| {md_cell(label)} | " + " | ".join(cells) + " |")
     rows.append("| **Total** | " + " | ".join(f"**{_fmt(t.totals.get(c, 0.0))}**" for c in cols) + " |")
     hits = t.cache_hits()
     rows.append("| _Cache hits_ | " + " | ".join(hits[c].text() if c in hits else "-" for c in cols) + " |")
@@ -84,22 +81,22 @@ def timings_table(result: BuildResult) -> str:
 
 def markdown(result: BuildResult, extra: str = "") -> str:
     status = ":x: failed" if result.error else ":white_check_mark: built"
-    plats = ", ".join(f"`{p}`" for p in result.spec.platforms)
-    emulated = ", ".join(f"`{n.platform}`" for n in result.spec.nodes if n.emulated_on)
+    plats = ", ".join(md_code(str(p)) for p in result.spec.platforms)
+    emulated = ", ".join(md_code(str(n.platform)) for n in result.spec.nodes if n.emulated_on)
     how = f"({emulated} emulated with QEMU)" if emulated else "natively"
     lines = [
         f"### kubebuildx: {status} {plats} {how} in {_fmt(result.seconds)}",
         "",
-        f"Builder `{result.spec.name}` in namespace `{result.spec.namespace}`.",
+        f"Builder {md_code(result.spec.name)} in namespace {md_code(result.spec.namespace)}.",
         "",
         timings_table(result),
     ]
     if result.digest:
-        lines += ["", f"Digest: `{result.digest}`"]
+        lines += ["", f"Digest: {md_code(result.digest)}"]
     if result.output_dir:
-        lines += ["", f"Output: `{result.output_dir}` (one folder per platform)"]
+        lines += ["", f"Output: {md_code(result.output_dir)} (one folder per platform)"]
     if result.error:
-        lines += ["", "```", result.error, "```"]
+        lines += ["", md_block(result.error)]
     if extra:
         lines += ["", extra]
     return "\n".join(lines)
@@ -131,6 +128,8 @@ def write(result: BuildResult, extra: str = "") -> None:
         runner.set_output(key, value)
     runner.append_summary(markdown(result, extra))
     if result.timings.platforms:
-        runner.info(console_table(result))
+        # Step labels are the Dockerfile's and BuildKit's text: a vertex named
+        # ``[linux/amd64] ::error::x`` makes a row that starts with ``::``. Commands off.
+        runner.tool_output(console_table(result))
     if result.output_dir:
         runner.info(f"files: {result.output_dir}/<os>_<arch>/")

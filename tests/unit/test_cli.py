@@ -9,7 +9,7 @@ import pytest
 
 from kubebuildx import action, cli, runner
 from kubebuildx.action_spec import INPUTS
-from kubebuildx.errors import InputError
+from kubebuildx.errors import InputError, KubebuildxError
 from kubebuildx.inputs import parse_inputs
 
 FAKE_KUBECONFIG = """\
@@ -201,6 +201,26 @@ def test_an_unexpected_error_is_named_without_its_message_nor_a_traceback(
     shown = printed.out + printed.err + summary.read_text()
     assert "unexpected ValueError at cli.py:" in shown
     assert "FAKE-SECRET" not in shown and "Traceback" not in shown
+
+
+def test_an_error_with_backticks_cannot_close_its_block_in_the_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An error quotes the cluster (a pod's event, a server's answer): a run of backticks in
+    it must not end the code block and turn the rest into markdown."""
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+
+    def failing(args: object) -> int:
+        raise KubebuildxError("denied\n```\n![x](https://evil.example/t.png)")
+
+    monkeypatch.setattr(cli, "_cmd_preflight", failing)
+    assert cli.main(["preflight"]) == 1
+    capsys.readouterr()
+    lines = summary.read_text().splitlines()
+    assert lines[:3] == ["### :x: kubebuildx failed", "", "````"]
+    assert lines[3:6] == ["denied", "```", "![x](https://evil.example/t.png)"]
+    assert lines[6] == "````"
 
 
 def test_sigterm_sets_the_cancel_flag(monkeypatch: pytest.MonkeyPatch) -> None:

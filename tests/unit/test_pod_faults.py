@@ -291,3 +291,36 @@ def test_with_fault_puts_the_pod_first_and_keeps_the_build_error() -> None:
     assert error is not None and error.hint == "re-run the job" and DELETED in error.message
     assert build.with_fault(failed, None) is failed
     assert build.with_fault(result(), fault) == result(), "a build that succeeded has no fault"
+
+
+def _crashloop_event(**involved: str) -> dict[str, Any]:
+    event = events("crashloop")[-1]
+    assert event["reason"] == "BackOff"
+    event["involvedObject"] = {**event["involvedObject"], **involved}
+    return event
+
+
+@pytest.mark.parametrize(
+    "involved",
+    [
+        {"uid": "an-earlier-pod-of-the-same-name"},  # a StatefulSet's pod before it was recreated
+        {"uid": ""},
+        {"kind": "PersistentVolumeClaim"},  # another kind of object with the pod's name
+    ],
+    ids=["another uid", "no uid", "not a Pod"],
+)
+def test_only_the_pods_own_events_are_quoted(involved: dict[str, str]) -> None:
+    fault = pod_faults.judge(
+        "buildkit", booted("running"), {ARM: [pod("crashloop")]}, [_crashloop_event(**involved)]
+    )
+    assert fault is not None
+    assert "events:" not in fault.message
+
+
+def test_a_long_event_message_is_cut() -> None:
+    event = _crashloop_event()
+    event["message"] = "x" * 5000
+    fault = pod_faults.judge("buildkit", booted("running"), {ARM: [pod("crashloop")]}, [event])
+    assert fault is not None
+    quoted = fault.message.split("events: BackOff: ", 1)[1].split(";", 1)[0]
+    assert quoted == "x" * 297 + "..."  # MAX_EVENT_MESSAGE, 300 characters

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kubebuildx import build, progress, summary
+from kubebuildx import build, progress, runner, summary
 from kubebuildx.builder import BuilderSpec, plan
 from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
@@ -119,11 +119,11 @@ def test_markdown() -> None:
         "| Step | `linux/amd64` | `linux/arm64` |",
         "|---|---:|---:|",
         "| _Kubernetes node_ | amd-1 | arm-1 |",
-        "| [internal] load metadata for docker.io/library/alpine:3.20 | 1.2s | 1.5s |",
-        f"| [build 1/3] FROM {ALPINE}... | cached | 2.2s |",
-        "| [build 2/3] WORKDIR /src | cached | 0.1s |",
-        "| [build 3/3] RUN uname -m > arch.txt && make | 12.0s | 16.5s |",
-        "| [stage-1 1/1] COPY --from=build /src/arch.txt / | 0.1s | 0.2s |",
+        "| \\[internal\\] load metadata for docker.io/library/alpine:3.20 | 1.2s | 1.5s |",
+        f"| \\[build 1/3\\] FROM {ALPINE}... | cached | 2.2s |",
+        "| \\[build 2/3\\] WORKDIR /src | cached | 0.1s |",
+        "| \\[build 3/3\\] RUN uname -m \\> arch.txt \\&\\& make | 12.0s | 16.5s |",
+        "| \\[stage-1 1/1\\] COPY --from=build /src/arch.txt / | 0.1s | 0.2s |",
         "| **Total** | **13.7s** | **20.9s** |",
         "| _Cache hits_ | 2/4 steps (50%) | 0/4 steps (0%) |",
         "",
@@ -169,7 +169,7 @@ def test_emulated_platform_is_marked() -> None:
     r = result(spec=s, timings=progress.timings(vs), pod_nodes={"kbx-demo-linux-riscv64": "amd-2"})
     rows = summary.timings_table(r).splitlines()
     assert rows[2] == "| _Kubernetes node_ | ? | amd-2 (emulated) |"
-    assert rows[3] == "| [build 1/1] RUN make | 2.0s | 1m05.2s |"
+    assert rows[3] == "| \\[build 1/1\\] RUN make | 2.0s | 1m05.2s |"
     assert json.loads(summary.step_outputs(r)["nodes"])[1]["emulated"] is True
     assert summary.markdown(r).splitlines()[0] == (
         "### kubebuildx: :white_check_mark: built `linux/amd64`, `linux/riscv64` "
@@ -182,13 +182,13 @@ def test_cells_are_escaped_and_long_labels_cut() -> None:
     t = progress.timings([Vertex("a", f"[linux/amd64 {label[1:]}", 0.0, 1.0)])
     s = plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=(AMD64,))
     row = summary.timings_table(result(spec=s, timings=t)).splitlines()[3]
-    assert row == "| [build 1/1] RUN echo a \\| tr a b && " + "x" * 42 + "... | 1.0s |"
+    assert row == "| \\[build 1/1\\] RUN echo a \\| tr a b \\&\\& " + "x" * 42 + "... | 1.0s |"
 
 
 def test_a_platform_without_a_step_has_empty_cells() -> None:
     t = progress.timings([Vertex("a", "[linux/amd64 build 1/1] RUN make", 0.0, 1.0)])
     rows = summary.timings_table(result(timings=t)).splitlines()
-    assert rows[3] == "| [build 1/1] RUN make | 1.0s |  |"
+    assert rows[3] == "| \\[build 1/1\\] RUN make | 1.0s |  |"
     assert rows[4] == "| **Total** | **1.0s** | **0.0s** |"
     assert rows[5] == "| _Cache hits_ | 0/1 steps (0%) | - |"
 
@@ -218,10 +218,10 @@ def test_a_partly_cached_build_marks_each_cell_and_counts_hits_per_platform() ->
     r = result(timings=timings("one-platform-warm"))
     rows = summary.timings_table(r).splitlines()
     assert rows[3:] == [
-        "| [build 1/4] RUN uname -m > /arch | cached | 0.2s |",
-        "| [build 2/4] COPY app.txt /app.txt | cached | 0.1s |",
-        "| [build 3/4] RUN cat /app.txt /arch > /built-on.txt | cached | 0.3s |",
-        "| [stage-1 1/1] COPY --from=build /built-on.txt / | cached | 0.0s |",
+        "| \\[build 1/4\\] RUN uname -m \\> /arch | cached | 0.2s |",
+        "| \\[build 2/4\\] COPY app.txt /app.txt | cached | 0.1s |",
+        "| \\[build 3/4\\] RUN cat /app.txt /arch \\> /built-on.txt | cached | 0.3s |",
+        "| \\[stage-1 1/1\\] COPY --from=build /built-on.txt / | cached | 0.0s |",
         "| **Total** | **0.0s** | **0.6s** |",
         "| _Cache hits_ | 4/4 steps (100%) | 0/4 steps (0%) |",
     ]
@@ -242,3 +242,67 @@ def test_a_failed_build_still_counts_its_hits() -> None:
         "steps": 1,
         "ratio": 0.0,
     }
+
+
+def test_a_step_named_like_a_workflow_command_is_printed_with_commands_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[linux/amd64] ::error title=x::pwned`` makes a row whose first cell starts with ``::``:
+    the console table is a tool's text, printed between stop-commands and its token."""
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    t = progress.timings([Vertex("a", "[linux/amd64] ::error title=x::pwned", 0.0, 1.0)])
+    s = plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=(AMD64,))
+    summary.write(result(spec=s, timings=t, output_dir=""))
+    lines = capsys.readouterr().out.splitlines()
+    row = next(i for i, line in enumerate(lines) if "pwned" in line)
+    assert lines[row].startswith("::error title=x::pwned")  # the threat is real...
+    stop = next(i for i, line in enumerate(lines) if line.startswith("::stop-commands::"))
+    token = lines[stop].removeprefix("::stop-commands::")
+    assert stop < row < lines.index(f"::{token}::")  # ...and inert
+
+
+@pytest.mark.parametrize(
+    ("text", "cell"),
+    [
+        ("node-1", "node-1"),
+        ("<img src=x onerror=alert(1)>", "\\<img src=x onerror=alert\\(1\\)\\>"),
+        ("[click](https://evil.example)", "\\[click\\]\\(https://evil.example\\)"),
+        ("![x](https://evil.example/t.png)", "\\!\\[x\\]\\(https://evil.example/t.png\\)"),
+        ("**bold** _it_ ~~s~~ `code`", "\\*\\*bold\\*\\* \\_it\\_ \\~\\~s\\~\\~ \\`code\\`"),
+        ("a | b \\| c", "a \\| b \\\\\\| c"),
+        ("a\n| x | y |\nb", "a\\\\n\\| x \\| y \\|\\\\nb"),
+        ("&lt;b&gt;", "\\&lt;b\\&gt;"),
+    ],
+)
+def test_md_cell_escapes_every_markdown_special(text: str, cell: str) -> None:
+    assert runner.md_cell(text) == cell
+
+
+def test_cluster_and_dockerfile_text_cannot_format_the_table() -> None:
+    """A node name and a step label are the cluster's and the Dockerfile's: escaped, one cell each."""
+    label = "[linux/amd64 build 1/1] RUN <img src=x> [a](http://e) | x"
+    t = progress.timings([Vertex("a", label, 0.0, 1.0)])
+    s = plan(parse_inputs({}), name="kbx-demo", namespace="buildkit", native=(AMD64,))
+    pods = {"kbx-demo-linux-amd64": "evil_node\n| injected | row |"}
+    rows = summary.timings_table(result(spec=s, timings=t, pod_nodes=pods)).splitlines()
+    assert rows[2] == "| _Kubernetes node_ | evil\\_node\\\\n\\| injected \\| row \\| |"
+    assert rows[3] == "| \\[build 1/1\\] RUN \\<img src=x\\> \\[a\\]\\(http://e\\) \\| x | 1.0s |"
+    assert len(rows) == 6
+
+
+@pytest.mark.parametrize("error", ["fails\n```\n![x](https://evil.example/t.png)", "a ```` b", "`x`"])
+def test_an_error_cannot_close_its_code_block(error: str) -> None:
+    lines = summary.markdown(result(error=error, output_dir="")).splitlines()
+    fence = lines[-1]
+    assert set(fence) == {"`"} and len(fence) >= 3
+    assert lines[-2 - error.count("\n") : -1] == error.splitlines()
+    assert lines[-3 - error.count("\n")] == fence
+    assert fence not in error  # the text holds no run of backticks as long: it cannot end the block
+
+
+def test_md_code_is_longer_than_the_backticks_inside() -> None:
+    assert runner.md_code("linux/amd64") == "`linux/amd64`"
+    assert runner.md_code("a``b") == "``` a``b ```"
+    assert runner.md_code("a|b\nc") == "`a\\|b\\nc`"
