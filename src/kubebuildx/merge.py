@@ -313,8 +313,9 @@ def inspect_argv(buildx: Sequence[str], ref: str, *, config: bool = False, build
 
 
 def summary_markdown(tags: Sequence[str], index_digest: str, sources: Sequence[Source]) -> str:
+    code = runner.md_code  # platforms and digests come from the registry
     rows = [
-        f"| `{p}` | `{d}` | `{s.digest}` |"
+        f"| {code(str(p))} | {code(str(d))} | {code(s.digest)} |"
         for s in sources
         for p, d in sorted(s.images, key=lambda i: str(i[0]))
     ]
@@ -322,9 +323,9 @@ def summary_markdown(tags: Sequence[str], index_digest: str, sources: Sequence[S
         [
             f"### kubebuildx: :white_check_mark: merged {len(rows)} platform(s)",
             "",
-            "Tags: " + ", ".join(f"`{t}`" for t in tags),
+            "Tags: " + ", ".join(code(t) for t in tags),
             "",
-            f"Index digest: `{index_digest}`",
+            f"Index digest: {code(index_digest)}",
             "",
             "| Platform | Image manifest | From digest |",
             "|---|---|---|",

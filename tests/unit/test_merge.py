@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,12 @@ def test_merge_metadata_that_is_not_a_json_object_is_empty(
     path.write_bytes(content)
     assert merge.read_metadata(path) == expected
     assert merge.read_metadata(tmp_path / "absent.json") == {}
+
+
+def test_the_merge_summary_shows_what_the_registry_said_as_code_only() -> None:
+    """A registry answers the digests: in the summary they can neither end a cell nor link."""
+    hostile = "sha256:1| ![x](https://tracker.example/p.png) |"
+    text = merge.summary_markdown(["reg/app:1"], hostile, [Source(hostile, ((AMD, hostile),))])
+    row = text.splitlines()[-1]
+    assert len(re.findall(r"(?<!\\)\|", row)) == 4, f"three cells, no more: {row}"
+    assert all(line.count("`") % 2 == 0 for line in text.splitlines()), "every code span closed"

@@ -282,7 +282,8 @@ def human_size(size: int) -> str:
 
 def summary_rows(uploaded: Mapping[str, UploadedArtifact]) -> str:
     """Rows for a table under ``SUMMARY_HEADER``: platform, name, size, link."""
+    cell, code = runner.md_cell, runner.md_code
     return "\n".join(
-        f"| {platform} | `{a.name}` | {human_size(a.size)} | [download]({a.url}) |"
+        f"| {cell(platform)} | {code(a.name)} | {human_size(a.size)} | [download]({a.url}) |"
         for platform, a in sorted(uploaded.items())
     )
