@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "hack" / "cluster"))
+from proc import rss_mib  # noqa: E402 - the harness's own reading, as `scripts/cluster status` shows it
 
 
 @dataclass
@@ -42,16 +44,6 @@ HARNESS = (
 )
 
 
-def rss_mib(pid: str) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def sample(peaks: Peaks) -> None:
     info = {
         line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
@@ -66,7 +58,7 @@ def sample(peaks: Peaks) -> None:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        rss = rss_mib(entry.name)
+        rss = rss_mib(int(entry.name))
         if exe == "buildkitd":
             buildkitd, count = buildkitd + rss, count + 1
         if exe in HARNESS or b"podkit.py" in cmdline:
@@ -121,7 +113,7 @@ def idle(seconds: float) -> int:
         time.sleep(seconds)
         new = [p for p in _buildkitds() if p not in before]
         for pid in new:
-            print(f"fresh buildkitd pid {pid}, idle {seconds:.0f}s: {rss_mib(pid):.1f} MiB RSS")
+            print(f"fresh buildkitd pid {pid}, idle {seconds:.0f}s: {rss_mib(int(pid)):.1f} MiB RSS")
     finally:
         subprocess.run(["buildx", "rm", "--force", name], check=False, capture_output=True, env=env)
     return 0

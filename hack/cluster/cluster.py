@@ -45,7 +45,7 @@ import pki
 import podkit
 from kube import Kube
 from layout import Layout
-from proc import Daemon, HarnessError, processes_under, run, say, wait_for
+from proc import Daemon, HarnessError, processes_under, rss_mib, run, say, wait_for
 
 HERE = Path(__file__).resolve().parent
 RBAC = L.REPO / "deploy" / "rbac.yaml"
@@ -821,26 +821,15 @@ def cmd_bench_images(lay: Layout, _args: argparse.Namespace) -> int:
 def cmd_status(lay: Layout, _args: argparse.Namespace) -> int:
     for daemon in daemons(lay):
         pid = daemon.pid()
-        memory = f"{_rss_mib(pid):7.1f} MiB" if pid else " " * 11
+        memory = f"{rss_mib(pid):7.1f} MiB" if pid else " " * 11
         print(f"{daemon.name:24} {'running pid ' + str(pid) if pid else 'stopped':20} {memory}  {daemon.log}")
     pod_daemons = podkit.running_daemons(lay.state / "pods", lay.buildkit_bin)
     for pid, what in pod_daemons:
-        print(f"  buildkitd pid {pid:<10} {_rss_mib(pid):7.1f} MiB  {what}")
+        print(f"  buildkitd pid {pid:<10} {rss_mib(pid):7.1f} MiB  {what}")
     if pod_daemons:
-        total = sum(_rss_mib(pid) for pid, _ in pod_daemons)
+        total = sum(rss_mib(pid) for pid, _ in pod_daemons)
         print(f"  {len(pod_daemons)} pod buildkitd(s), {total:.1f} MiB in all")
     return 0
-
-
-def _rss_mib(pid: int) -> float:
-    """Resident memory of pid (VmRSS), in MiB; 0 when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def _parse_taint(text: str) -> dict[str, str]:

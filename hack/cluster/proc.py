@@ -172,3 +172,14 @@ def processes_under(directories: Sequence[Path]) -> list[tuple[int, str]]:
         if any(exe.startswith(root) for root in roots):
             found.append((int(entry.name), exe))
     return found
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of pid (VmRSS), in MiB; 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0

@@ -133,6 +133,24 @@ def common(cenv: Mapping[str, str], kubeconfig: str | None = None) -> list[str]:
     ]
 
 
+def build_argv(
+    cenv: Mapping[str, str], context: Path, builder: str, platforms: str, *extra: str
+) -> list[str]:
+    """`kubebuildx build` of context on the busybox base image, as the admin, in the test namespace."""
+    return [
+        "build",
+        str(context),
+        *common(cenv),
+        "--builder",
+        builder,
+        "--platforms",
+        platforms,
+        "--build-contexts",
+        cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
+        *extra,
+    ]
+
+
 def read_file_commands(path: Path) -> dict[str, str]:
     """The runner's parser for `name<<delimiter` blocks (GITHUB_OUTPUT, GITHUB_STATE...)."""
     out: dict[str, str] = {}

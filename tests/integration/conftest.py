@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import loopback_registry
 import pytest
+from cluster_helpers import cluster_env
 from kubernetes.client.exceptions import ApiException
+from loopback_registry import Registry
 from proving_ground import Cluster, read_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,3 +68,13 @@ def _clean_proving_ground() -> None:
             except ApiException as exc:
                 if exc.status != 404:  # another session removed it first
                     raise
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """The registry the proving ground's buildkitds are configured for (KUBEBUILDX_REGISTRY),
+    plain HTTP on loopback, one per test module that asks for it."""
+    loopback_registry.install()
+    reg = Registry(tmp_path_factory.mktemp("registry-plain"), cluster_env()["KUBEBUILDX_REGISTRY"]).start()
+    yield reg
+    reg.stop()

@@ -23,32 +23,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_helpers import KUBEBUILDX, cluster_env, common, deployments, kubebuildx, runner_env
+from cluster_helpers import KUBEBUILDX, build_argv, cluster_env, deployments, kubebuildx, runner_env
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE / "cache"), str(HERE / "artifacts")]  # the cache server, Azurite
 
-import loopback_registry  # noqa: E402
 from artifact_peers import install_peers, run_azurite  # noqa: E402
+from cache_context import RUN_STEP, make_context  # noqa: E402
 from cache_twirp_server import RunningCache, serve  # noqa: E402
 from loopback_registry import Registry  # noqa: E402
 
 pytestmark = pytest.mark.cluster
-RUN_STEP = "RUN cp /nonce /copied"
 
 
 @pytest.fixture(scope="module")
 def cenv() -> dict[str, str]:
     return cluster_env()
-
-
-@pytest.fixture(scope="module")
-def plain(cenv: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """The registry the proving ground's buildkitds are configured for (KUBEBUILDX_REGISTRY)."""
-    loopback_registry.install()
-    reg = Registry(tmp_path_factory.mktemp("registry-cache"), cenv["KUBEBUILDX_REGISTRY"]).start()
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +52,6 @@ def cache_service(cache_server: RunningCache) -> Iterator[RunningCache]:
     cache_server.service.reset()
     yield cache_server
     cache_server.service.reset()
-
-
-def make_context(folder: Path) -> Path:
-    """A context no builder has built: its nonce file is new."""
-    folder.mkdir(parents=True)
-    (folder / "nonce").write_text(secrets.token_hex(16) + "\n")
-    (folder / "Dockerfile").write_text(
-        "FROM busybox AS build\n"
-        "COPY nonce /nonce\n"
-        f"{RUN_STEP} && uname -m > /arch\n"
-        "FROM scratch\n"
-        "COPY --from=build /copied /arch /\n"
-    )
-    return folder
 
 
 def run_step_cached(text: str) -> bool:
@@ -92,20 +68,7 @@ def cli_build(
     cenv: dict[str, str], home: Path, context: Path, platform: str, builder: str, *cache_args: str, **env: str
 ) -> str:
     run = kubebuildx(
-        [
-            "build",
-            str(context),
-            *common(cenv),
-            "--builder",
-            builder,
-            "--platforms",
-            platform,
-            "--build-contexts",
-            cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
-            "--upload-artifacts",
-            "false",
-            *cache_args,
-        ],
+        build_argv(cenv, context, builder, platform, "--upload-artifacts", "false", *cache_args),
         cenv,
         home,
         extra=env,

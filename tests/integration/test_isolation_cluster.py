@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cluster_helpers import api_json, cluster_env, common, deployments, kubebuildx
+from cluster_helpers import api_json, build_argv, cluster_env, deployments, kubebuildx
 
 pytestmark = pytest.mark.cluster
 
@@ -38,21 +38,6 @@ def unique_context(tmp: Path, seconds: int = 0) -> Path:
     return context
 
 
-def build_args(cenv: dict[str, str], context: Path, builder: str, platform: str, *extra: str) -> list[str]:
-    return [
-        "build",
-        str(context),
-        *common(cenv),
-        "--builder",
-        builder,
-        "--platforms",
-        platform,
-        "--build-contexts",
-        cenv["KUBEBUILDX_BASE_IMAGE_CONTEXT"],
-        *extra,
-    ]
-
-
 def run_steps(text: str) -> dict[str, bool]:
     """RUN step name -> whether the plain log said it was CACHED."""
     steps: dict[str, bool] = {}
@@ -65,9 +50,9 @@ def test_a_fresh_builder_starts_cold_even_after_another_built_the_same_context(
     cenv: dict[str, str], tmp_path: Path
 ) -> None:
     context = unique_context(tmp_path)
-    first = kubebuildx(build_args(cenv, context, "kbx-it-cold-a", "linux/amd64"), cenv, tmp_path / "a")
+    first = kubebuildx(build_argv(cenv, context, "kbx-it-cold-a", "linux/amd64"), cenv, tmp_path / "a")
     assert first.proc.returncode == 0, first.text[-4000:]
-    second = kubebuildx(build_args(cenv, context, "kbx-it-cold-b", "linux/amd64"), cenv, tmp_path / "b")
+    second = kubebuildx(build_argv(cenv, context, "kbx-it-cold-b", "linux/amd64"), cenv, tmp_path / "b")
     assert second.proc.returncode == 0, second.text[-4000:]
     for run in (first, second):
         steps = run_steps(run.text)
@@ -77,7 +62,7 @@ def test_a_fresh_builder_starts_cold_even_after_another_built_the_same_context(
 
 def test_a_warm_builder_serves_its_second_build_from_cache(cenv: dict[str, str], tmp_path: Path) -> None:
     context = unique_context(tmp_path)
-    args = build_args(cenv, context, "kbx-it-warm-cache", "linux/arm64", "--cleanup", "false")
+    args = build_argv(cenv, context, "kbx-it-warm-cache", "linux/arm64", "--cleanup", "false")
     try:
         first = kubebuildx(args, cenv, tmp_path)
         assert first.proc.returncode == 0, first.text[-4000:]
@@ -117,7 +102,7 @@ def test_two_concurrent_jobs_on_one_architecture_never_share_a_daemon(
             runs = list(
                 pool.map(
                     lambda b: kubebuildx(
-                        build_args(cenv, context, b, "linux/arm64", "--cleanup", "false"), cenv, tmp_path / b
+                        build_argv(cenv, context, b, "linux/arm64", "--cleanup", "false"), cenv, tmp_path / b
                     ),
                     builders,
                 )

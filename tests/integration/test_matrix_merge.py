@@ -47,15 +47,6 @@ def cenv() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def plain(cenv: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """The registry the proving ground's buildkitds are configured for (KUBEBUILDX_REGISTRY)."""
-    loopback_registry.install()
-    reg = Registry(tmp_path_factory.mktemp("registry-plain"), cenv["KUBEBUILDX_REGISTRY"]).start()
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A second instance with basic auth (htpasswd -B) on another loopback port; buildx and
     BuildKit speak plain HTTP to any loopback registry (containerd's MatchLocalhost)."""

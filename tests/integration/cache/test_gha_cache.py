@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from buildkit_peer import Daemon, Tools, run_buildkitd
+from cache_context import RUN_STEP, make_context
 from cache_twirp_server import BRANCH_SCOPE, RunningCache
 
 from kubebuildx import build, cache, cmd
@@ -24,21 +25,6 @@ from kubebuildx.inputs import parse_inputs
 from kubebuildx.platforms import Platform
 
 HOST = Platform("linux", {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()))
-RUN_STEP = "RUN cp /nonce /copied"
-
-
-def make_context(folder: Path) -> Path:
-    """A context no daemon has built: its nonce file is new, so every step is the test's."""
-    folder.mkdir(parents=True)
-    (folder / "nonce").write_text(secrets.token_hex(16) + "\n")
-    (folder / "Dockerfile").write_text(
-        "FROM busybox AS build\n"
-        "COPY nonce /nonce\n"
-        f"{RUN_STEP} && uname -m > /arch\n"
-        "FROM scratch\n"
-        "COPY --from=build /copied /arch /\n"
-    )
-    return folder
 
 
 def tool_env(tmp: Path, tools: Tools) -> dict[str, str]:
